@@ -1,0 +1,3 @@
+from igpt_server.cli import main
+
+main()

@@ -1,0 +1,134 @@
+"""Uploads and downloads of session files.
+
+An upload is streamed to a temporary file inside the session folder, decoded to check that
+it is what it claims (image, audio, video), then registered as an artifact with its bytes
+unchanged. An uploaded image becomes the active image. With ``kind=mask`` and
+``parent=<image path>`` the upload is a mask of that image: it must have the image's size,
+is stored as a 0/255 PNG and becomes the active selection.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import shutil
+from pathlib import Path
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, File, Form, UploadFile
+from fastapi.responses import FileResponse
+
+from igpt_server import media
+from igpt_server.api.deps import ServicesDep
+from igpt_server.api.schemas import ArtifactOut
+from igpt_server.errors import InvalidInput
+from igpt_server.services import Services
+from igpt_server.store import Artifact, ArtifactKind
+from igpt_server.store.sessions import safe_stem
+
+router = APIRouter(prefix="/api/sessions", tags=["files"])
+
+UploadKind = Literal["image", "audio", "video", "mask"]
+_CHUNK = 1024 * 1024
+
+
+@router.post("/{session_id}/files", status_code=201, response_model=ArtifactOut)
+def upload_file(
+    session_id: str,
+    services: ServicesDep,
+    file: Annotated[UploadFile, File(description="image, audio or video")],
+    kind: Annotated[UploadKind | None, Form(description="what the file is; guessed when absent")] = None,
+    parent: Annotated[str | None, Form(description="for kind=mask: the image it masks")] = None,
+) -> ArtifactOut:
+    store = services.store
+    store.require(session_id)
+    if parent is not None and kind != "mask":
+        raise InvalidInput("'parent' is only allowed with kind=mask")
+    temp = store.new_upload_file(session_id)
+    try:
+        _copy(file, temp)
+        artifact = (
+            _store_mask(services, session_id, temp, parent, file.filename)
+            if kind == "mask"
+            else _store_media(services, session_id, temp, kind, file.filename)
+        )
+    finally:
+        temp.unlink(missing_ok=True)
+    store.append_message(
+        session_id, "event", f"uploaded {artifact.kind.value} {artifact.path}", {"upload": artifact.path}
+    )
+    return ArtifactOut.of(session_id, artifact)
+
+
+def save_upload(services: Services, session_id: str, file: UploadFile, kind: UploadKind | None) -> Artifact:
+    """Stream, check and register one uploaded file (used by other routes, e.g. speech)."""
+    temp = services.store.new_upload_file(session_id)
+    try:
+        _copy(file, temp)
+        return _store_media(services, session_id, temp, kind, file.filename)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def _copy(upload: UploadFile, target: Path) -> None:
+    with target.open("wb") as out:
+        shutil.copyfileobj(upload.file, out, _CHUNK)
+
+
+def _store_media(
+    services: Services, session_id: str, temp: Path, kind: UploadKind | None, filename: str | None
+) -> Artifact:
+    settings = services.settings
+    declared = None if kind is None else kind
+    if declared == "mask":
+        declared = None
+    info = media.probe_upload(temp, declared, settings.max_image_pixels, settings.max_audio_seconds)
+    artifact = services.store.add_artifact(
+        session_id,
+        ArtifactKind(info.kind),
+        temp,
+        ext=info.ext,
+        stem=safe_stem(filename, default="upload"),
+        width=info.width,
+        height=info.height,
+        meta={"duration_s": info.duration_s} if info.duration_s is not None else {},
+    )
+    if artifact.kind is ArtifactKind.image:
+        services.store.update_state(session_id, active_image=artifact.path, active_mask=None)
+    return artifact
+
+
+def _store_mask(
+    services: Services, session_id: str, temp: Path, parent: str | None, filename: str | None
+) -> Artifact:
+    if parent is None:
+        raise InvalidInput("a mask upload needs 'parent': the path of the image it masks")
+    image = services.store.artifact(session_id, parent, (ArtifactKind.image,))
+    info = media.probe_image(temp, services.settings.max_image_pixels)
+    if (info.width, info.height) != (image.width, image.height):
+        raise InvalidInput(
+            f"the mask is {info.width}x{info.height} but {parent} is {image.width}x{image.height}; "
+            "a mask must have its image's size",
+            code="mask_size_mismatch",
+        )
+    mask = media.read_mask(temp)
+    if not mask.any():
+        raise InvalidInput("the mask selects nothing: paint the object white on black")
+    artifact = services.store.add_artifact(
+        session_id,
+        ArtifactKind.mask,
+        media.encode_png(mask),
+        ext="png",
+        stem=safe_stem(filename, default="mask"),
+        parent=parent,
+        width=info.width,
+        height=info.height,
+    )
+    services.store.update_state(session_id, active_image=parent, active_mask=artifact.path)
+    return artifact
+
+
+@router.get("/{session_id}/files/{path:path}", response_class=FileResponse)
+def download_file(session_id: str, path: str, services: ServicesDep) -> FileResponse:
+    file = services.store.artifact_file(session_id, path)
+    media_type = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+    return FileResponse(file, media_type=media_type)

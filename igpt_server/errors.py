@@ -1,0 +1,76 @@
+"""One error hierarchy for the whole server.
+
+Every failure a caller can cause is an :class:`IgptError` subclass with an HTTP status,
+a stable machine-readable ``code`` and a message that says how to fix it. The API layer
+turns them into the one error shape ``{"error": {"code", "message", "detail"}}``; tools
+and the controller raise them and never exit the process.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class IgptError(Exception):
+    """Base class: ``status`` is the HTTP status, ``code`` a short snake_case name."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+
+    def __init__(self, message: str, *, code: str | None = None, detail: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+        if code is not None:
+            self.code = code  # type: ignore[misc]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, "detail": self.detail}}
+
+
+class BadRequest(IgptError):
+    status = 400
+    code = "bad_request"
+
+
+class NotFound(IgptError):
+    status = 404
+    code = "not_found"
+
+
+class PayloadTooLarge(IgptError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMedia(IgptError):
+    status = 415
+    code = "unsupported_media"
+
+
+class InvalidInput(IgptError):
+    """The request is well formed but its content cannot be used (422)."""
+
+    status = 422
+    code = "invalid_input"
+
+
+class ToolUnavailable(IgptError):
+    """A tool, backend or model is not installed or configured on this server (503)."""
+
+    status = 503
+    code = "tool_unavailable"
+
+
+class ServiceUnavailable(IgptError):
+    """A dependency (the LLM endpoint, a busy model) cannot answer now (503)."""
+
+    status = 503
+    code = "service_unavailable"
+
+
+class ToolFailed(IgptError):
+    """A tool raised an unexpected error while running (500)."""
+
+    status = 500
+    code = "tool_failed"

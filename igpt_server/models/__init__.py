@@ -1,0 +1,1 @@
+"""The model pool: devices, lazy loading, sharing and locks for every model."""

