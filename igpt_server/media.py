@@ -50,8 +50,14 @@ def probe_image(file: Path, max_pixels: int) -> MediaInfo:
                     )
                 fmt = img.format or ""
                 img.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as exc:
+    except (
+        UnidentifiedImageError,
+        OSError,
+        SyntaxError,
+        ValueError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+    ) as exc:
         if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
             raise InvalidInput(f"image has too many pixels: {exc}", code="too_many_pixels") from exc
         raise UnsupportedMedia(
@@ -78,8 +84,7 @@ def probe_av(file: Path, max_seconds: float) -> MediaInfo:
                 _decode_first_frame(container, audio[0])
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError, IndexError) as exc:
         raise UnsupportedMedia(
-            f"the file does not decode as audio or video ({exc}); send wav, mp3, flac, ogg, "
-            "webm or mp4"
+            f"the file does not decode as audio or video ({exc}); send wav, mp3, flac, ogg, webm or mp4"
         ) from exc
     if duration is not None and duration > max_seconds:
         raise _too_long(duration, max_seconds)
@@ -91,8 +96,7 @@ def _too_long(duration: float, max_seconds: float) -> Exception:
     from igpt_server.errors import PayloadTooLarge
 
     return PayloadTooLarge(
-        f"the clip lasts {duration:.0f} s, over the cap of {max_seconds:.0f} s; "
-        "cut it or raise IGPT_MAX_AUDIO_SECONDS",
+        f"the clip lasts {duration:.0f} s, over the cap of {max_seconds:.0f} s; cut it or raise IGPT_MAX_AUDIO_SECONDS",
         code="too_long",
     )
 
@@ -114,8 +118,17 @@ def _decode_first_frame(container: object, stream: object) -> None:
 
 
 def _av_ext(fmt: str) -> str:
-    return {"matroska": "webm", "mov": "mp4", "ogg": "ogg", "wav": "wav", "mp3": "mp3",
-            "flac": "flac", "webm": "webm", "mp4": "mp4", "aac": "aac"}.get(fmt, fmt[:5] or "bin")
+    return {
+        "matroska": "webm",
+        "mov": "mp4",
+        "ogg": "ogg",
+        "wav": "wav",
+        "mp3": "mp3",
+        "flac": "flac",
+        "webm": "webm",
+        "mp4": "mp4",
+        "aac": "aac",
+    }.get(fmt, fmt[:5] or "bin")
 
 
 def probe_upload(file: Path, declared: MediaKind | None, max_pixels: int, max_seconds: float) -> MediaInfo:

@@ -94,9 +94,7 @@ class Settings(BaseSettings):
         config_file = _config_file_from(init_settings, env_settings)
         if config_file is not None:
             if not config_file.is_file():
-                raise FileNotFoundError(
-                    f"config file {config_file} does not exist; fix --config / IGPT_CONFIG_FILE"
-                )
+                raise FileNotFoundError(f"config file {config_file} does not exist; fix --config / IGPT_CONFIG_FILE")
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
         return tuple(sources)
 

@@ -24,9 +24,7 @@ _HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 
 
 
 def error_response(status: int, code: str, message: str, detail: Any = None) -> JSONResponse:
-    return JSONResponse(
-        status_code=status, content={"error": {"code": code, "message": message, "detail": detail}}
-    )
+    return JSONResponse(status_code=status, content={"error": {"code": code, "message": message, "detail": detail}})
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -97,9 +97,7 @@ def _store_media(
     return artifact
 
 
-def _store_mask(
-    services: Services, session_id: str, temp: Path, parent: str | None, filename: str | None
-) -> Artifact:
+def _store_mask(services: Services, session_id: str, temp: Path, parent: str | None, filename: str | None) -> Artifact:
     if parent is None:
         raise InvalidInput("a mask upload needs 'parent': the path of the image it masks")
     image = services.store.artifact(session_id, parent, (ArtifactKind.image,))

@@ -115,8 +115,13 @@ class ModelPool:
             entries = list(self._entries.values())
         return [
             ModelInfo(
-                key=e.key, backend=e.backend, device=e.device, dtype=e.dtype,
-                loaded=e.model is not None, memory_bytes=e.memory_bytes, last_used=e.last_used,
+                key=e.key,
+                backend=e.backend,
+                device=e.device,
+                dtype=e.dtype,
+                loaded=e.model is not None,
+                memory_bytes=e.memory_bytes,
+                last_used=e.last_used,
             )
             for e in entries
         ]

@@ -87,9 +87,7 @@ class SessionStore:
         self.sessions_dir = self.data_dir / "sessions"
         self.sessions_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(
-            self.data_dir / "igpt.sqlite3", check_same_thread=False, isolation_level=None
-        )
+        self._db = sqlite3.connect(self.data_dir / "igpt.sqlite3", check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
@@ -115,9 +113,7 @@ class SessionStore:
     def create(self) -> SessionState:
         session_id = uuid.uuid4().hex
         with self._transaction() as db:
-            db.execute(
-                "INSERT INTO sessions (id, created_at) VALUES (?, ?)", (session_id, time.time())
-            )
+            db.execute("INSERT INTO sessions (id, created_at) VALUES (?, ?)", (session_id, time.time()))
         (self.sessions_dir / session_id).mkdir(parents=True, exist_ok=True)
         return self.get(session_id)
 
@@ -183,9 +179,7 @@ class SessionStore:
                 materials = json.loads(row["materials"])
                 if add_material not in materials:
                     materials.append(add_material)
-                db.execute(
-                    "UPDATE sessions SET materials = ? WHERE id = ?", (json.dumps(materials), session_id)
-                )
+                db.execute("UPDATE sessions SET materials = ? WHERE id = ?", (json.dumps(materials), session_id))
 
     # artifacts --------------------------------------------------------------------------
 
@@ -232,8 +226,16 @@ class SessionStore:
                 db.execute(
                     "INSERT INTO artifacts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
-                        session_id, artifact.path, artifact.kind.value, parent, tool, width,
-                        height, artifact.size_bytes, artifact.created_at, json.dumps(artifact.meta),
+                        session_id,
+                        artifact.path,
+                        artifact.kind.value,
+                        parent,
+                        tool,
+                        width,
+                        height,
+                        artifact.size_bytes,
+                        artifact.created_at,
+                        json.dumps(artifact.meta),
                     ),
                 )
         except BaseException:
@@ -287,9 +289,7 @@ class SessionStore:
 
     # history ----------------------------------------------------------------------------
 
-    def append_message(
-        self, session_id: str, role: str, content: str, data: dict[str, Any] | None = None
-    ) -> Message:
+    def append_message(self, session_id: str, role: str, content: str, data: dict[str, Any] | None = None) -> Message:
         self.require(session_id)
         created = time.time()
         with self._transaction() as db:
@@ -311,8 +311,11 @@ class SessionStore:
             ).fetchall()
         return [
             Message(
-                seq=r["seq"], role=r["role"], content=r["content"],
-                data=json.loads(r["data"]), created_at=r["created_at"],
+                seq=r["seq"],
+                role=r["role"],
+                content=r["content"],
+                data=json.loads(r["data"]),
+                created_at=r["created_at"],
             )
             for r in rows
         ]

@@ -47,9 +47,7 @@ class ToolRegistry:
             self._tools[tool.name] = tool
         unknown = set(settings.backends) - set(self._tools)
         if unknown:
-            raise ValueError(
-                f"IGPT_BACKENDS names unknown tools {sorted(unknown)}; known: {sorted(self._tools)}"
-            )
+            raise ValueError(f"IGPT_BACKENDS names unknown tools {sorted(unknown)}; known: {sorted(self._tools)}")
         self._chosen: dict[str, Backend | None] = {}
         self._infos: dict[str, ToolInfo] = {}
         for tool in self._tools.values():
@@ -95,9 +93,7 @@ class ToolRegistry:
         try:
             return self._tools[name]
         except KeyError:
-            raise NotFound(
-                f"no tool {name!r}; the tools are {', '.join(sorted(self._tools))}"
-            ) from None
+            raise NotFound(f"no tool {name!r}; the tools are {', '.join(sorted(self._tools))}") from None
 
     def backend_for(self, name: str) -> Backend:
         """The chosen backend, or :class:`ToolUnavailable` saying what to configure."""

@@ -62,9 +62,7 @@ def _ref_inside(annotation: Any) -> ArtifactRef | None:
 
 
 class ToolRunner:
-    def __init__(
-        self, registry: ToolRegistry, store: SessionStore, settings: Settings, pool: ModelPool
-    ) -> None:
+    def __init__(self, registry: ToolRegistry, store: SessionStore, settings: Settings, pool: ModelPool) -> None:
         self.registry = registry
         self.store = store
         self.settings = settings
@@ -87,9 +85,7 @@ class ToolRunner:
                     self.store.artifact(session_id, path, ref.kinds)
         return args
 
-    def call(
-        self, session_id: str, name: str, raw_args: dict[str, Any], *, record: bool = True
-    ) -> ToolCallResult:
+    def call(self, session_id: str, name: str, raw_args: dict[str, Any], *, record: bool = True) -> ToolCallResult:
         """Run tool ``name`` in a session; persists its artifacts when it succeeds."""
         self.store.require(session_id)
         backend = self.registry.backend_for(name)
