@@ -21,6 +21,17 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from igpt_server.errors import InvalidInput, UnsupportedMedia
 
 MediaKind = Literal["image", "audio", "video"]
+#: PyAV container format -> file extension of the audio/video formats this server accepts
+_AV_FORMATS = {
+    "wav": "wav",
+    "mp3": "mp3",
+    "flac": "flac",
+    "ogg": "ogg",
+    "matroska": "webm",
+    "mov": "mp4",
+    "aac": "aac",
+    "avi": "avi",
+}
 _IMAGE_EXT = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "BMP": "bmp", "GIF": "gif", "TIFF": "tif"}
 
 
@@ -80,8 +91,10 @@ def probe_av(file: Path, max_seconds: float) -> MediaInfo:
                 raise UnsupportedMedia("the file has no audio or video stream")
             duration = _duration_seconds(container)
             fmt = container.format.name.split(",")[0]
-            if audio and not has_video:
-                _decode_first_frame(container, audio[0])
+            if fmt not in _AV_FORMATS:
+                raise UnsupportedMedia(f"container format {fmt!r} is not an audio or video format")
+            video = [s for s in container.streams if s.type == "video" and not _is_cover_art(s)]
+            _decode_first_frame(container, video[0] if video else audio[0])
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError, IndexError) as exc:
         raise UnsupportedMedia(
             f"the file does not decode as audio or video ({exc}); send wav, mp3, flac, ogg, webm or mp4"
@@ -114,7 +127,7 @@ def _duration_seconds(container: object) -> float | None:
 def _decode_first_frame(container: object, stream: object) -> None:
     for _frame in container.decode(stream):  # type: ignore[attr-defined]
         return
-    raise UnsupportedMedia("the audio stream holds no decodable frame (empty or truncated file)")
+    raise UnsupportedMedia("the stream holds no decodable frame (empty or truncated file)")
 
 
 def _av_ext(fmt: str) -> str:

@@ -10,12 +10,14 @@ Mappings can be given in env vars as JSON or as ``key=value,key=value``:
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -47,7 +49,9 @@ class LLMSettings(BaseModel):
 
 def _parse_mapping(value: Any) -> Any:
     """Accept ``"a=b,c=d"`` as well as a dict or JSON for mapping settings."""
-    if isinstance(value, str) and not value.lstrip().startswith("{"):
+    if isinstance(value, str) and value.lstrip().startswith("{"):
+        return json.loads(value)
+    if isinstance(value, str):
         pairs = [item.split("=", 1) for item in value.split(",") if item.strip()]
         if any(len(pair) != 2 for pair in pairs):
             raise ValueError(f"expected key=value,key=value, got {value!r}")
@@ -68,10 +72,10 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(40_000_000, gt=0, description="Largest accepted image (w*h).")
     max_audio_seconds: float = Field(600.0, gt=0, description="Longest accepted audio clip.")
     model_dir: Path | None = Field(None, description="Checkpoints for the full tier.")
-    backends: dict[str, str] = Field(
+    backends: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict, description="Per-tool backend override: {'segment': 'opencv'}."
     )
-    devices: dict[str, str] = Field(
+    devices: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict, description="Per-model device: {'sam': 'cuda:0'}; 'auto' by default."
     )
     llm: LLMSettings = Field(default_factory=LLMSettings)
