@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from igpt_server import __version__
-from igpt_server.api import files, health, sessions, tools
+from igpt_server.api import active, chat, files, gesture, health, sessions, speech, tools
 from igpt_server.api.errors import BodySizeLimit, install_error_handlers
 from igpt_server.services import Services
 from igpt_server.settings import Settings
@@ -34,7 +34,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.state.services = services
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
-    for module in (health, sessions, files, tools):
+    for module in (health, sessions, files, tools, active, chat, speech, gesture):
         app.include_router(module.router)
     _mount_frontend(app)
     return app

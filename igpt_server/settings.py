@@ -47,6 +47,47 @@ class LLMSettings(BaseModel):
     max_history_chars: int = Field(6000, gt=0, description="Conversation memory bound (characters).")
 
 
+class VisionSettings(BaseModel):
+    """The vision-language model of the ``vqa`` and ``caption`` tools (full tier).
+
+    The ``vlm`` backend reads a transformers image-text-to-text folder from
+    ``<model_dir>/vlm/``; the ``openai-vision`` backend calls ``base_url`` with the image
+    sent as a data URL (``IGPT_VISION__BASE_URL=http://localhost:8000/v1``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str | None = Field(
+        None, description="OpenAI-compatible endpoint that accepts images (OpenAI, vLLM, Ollama), e.g. .../v1"
+    )
+    model: str = Field("gpt-4o-mini", description="Model name sent to the vision endpoint.")
+    api_key: SecretStr | None = Field(None, description="API key of the vision endpoint; local servers accept any.")
+    timeout_s: float = Field(60.0, gt=0, description="Per-request timeout of the vision endpoint.")
+    max_tokens: int = Field(256, gt=0, le=4096, description="Longest answer generated (both backends).")
+    region_crop: bool = Field(
+        True, description="With a region question, also send the masked crop of the region as a second image."
+    )
+    caption_uploads: bool = Field(True, description="Caption each uploaded image once, in the background.")
+
+
+class PoolSettings(BaseModel):
+    """Memory rules of the model pool (``IGPT_POOL__GPU_BUDGET_MB=20000``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gpu_budget_mb: float | None = Field(
+        None, gt=0, description="Model weights allowed on each CUDA device; default: gpu_fraction of its memory."
+    )
+    gpu_fraction: float = Field(0.8, gt=0, le=1, description="Share of a GPU's memory the pool may fill.")
+    cpu_budget_mb: float | None = Field(
+        None, gt=0, description="Model weights allowed on the CPU for models placed there; unbounded by default."
+    )
+    offload_mb: float = Field(
+        8192, ge=0, description="CPU memory for models evicted from a GPU and kept warm; 0 unloads them at once."
+    )
+    sam_embedding_cache: int = Field(16, ge=1, le=1024, description="SAM image embeddings kept, one per image.")
+
+
 def _parse_mapping(value: Any) -> Any:
     """Accept ``"a=b,c=d"`` as well as a dict or JSON for mapping settings."""
     if isinstance(value, str) and value.lstrip().startswith("{"):
@@ -79,8 +120,15 @@ class Settings(BaseSettings):
         default_factory=dict, description="Per-model device: {'sam': 'cuda:0'}; 'auto' by default."
     )
     llm: LLMSettings = Field(default_factory=LLMSettings)
+    dtypes: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="Per-model dtype: {'sam': 'bf16', 'vqa': 'fp16'}; fp32, fp16, bf16 or auto "
+        "(auto: fp32 on the CPU, the model's safe half precision on a GPU).",
+    )
+    pool: PoolSettings = Field(default_factory=PoolSettings)
+    vision: VisionSettings = Field(default_factory=VisionSettings)
 
-    @field_validator("backends", "devices", mode="before")
+    @field_validator("backends", "devices", "dtypes", mode="before")
     @classmethod
     def _mapping(cls, value: Any) -> Any:
         return _parse_mapping(value)
@@ -105,6 +153,18 @@ class Settings(BaseSettings):
     def device_for(self, model: str) -> str:
         """The configured device of ``model`` ('auto' when not set)."""
         return self.devices.get(model, self.devices.get("default", "auto"))
+
+    def dtype_for(self, model: str) -> str:
+        """The configured dtype of ``model`` ('auto' when not set)."""
+        return self.dtypes.get(model, self.dtypes.get("default", "auto"))
+
+    @field_validator("dtypes")
+    @classmethod
+    def _known_dtypes(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = {k: v for k, v in value.items() if v not in ("auto", "fp32", "fp16", "bf16")}
+        if bad:
+            raise ValueError(f"unknown dtypes {bad}; use fp32, fp16, bf16 or auto")
+        return value
 
 
 def _config_file_from(*sources: PydanticBaseSettingsSource) -> Path | None:

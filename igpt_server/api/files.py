@@ -94,6 +94,7 @@ def _store_media(
     )
     if artifact.kind is ArtifactKind.image:
         services.store.update_state(session_id, active_image=artifact.path, active_mask=None)
+        services.after_image_upload(session_id, artifact.path)
     return artifact
 
 

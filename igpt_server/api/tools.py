@@ -14,7 +14,12 @@ router = APIRouter(prefix="/api", tags=["tools"])
 
 @router.get("/tools", response_model=list[ToolInfo])
 def list_tools(services: ServicesDep) -> list[ToolInfo]:
-    return services.registry.infos()
+    """Every tool with its backend (or why it is unavailable) and its models' pool state."""
+    registry, pool = services.registry, services.pool
+    return [
+        info.model_copy(update={"models": pool.describe_families(registry.model_families(info.name))})
+        for info in registry.infos()
+    ]
 
 
 @router.post("/tools/{name}", response_model=ToolCallOut)

@@ -143,6 +143,8 @@ class Backend:
     requires: ClassVar[tuple[str, ...]] = ()
     #: the pip extra that installs them, named in the reason when missing
     extra: ClassVar[str] = "embedded"
+    #: the model-pool families this backend loads (``/api/tools`` shows their state)
+    model_families: ClassVar[tuple[str, ...]] = ()
 
     def unavailable_reason(self, settings: Settings) -> str | None:
         """``None`` when usable, otherwise what is missing and how to fix it."""

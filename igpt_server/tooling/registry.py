@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from igpt_server.errors import NotFound, ToolUnavailable
+from igpt_server.models.pool import ModelInfo
 from igpt_server.settings import Settings
 from igpt_server.tooling.interface import Backend, Tool
 
@@ -35,6 +36,7 @@ class ToolInfo(BaseModel):
     available: bool
     reason: str | None
     backends: list[BackendInfo]
+    models: list[ModelInfo] = []
 
 
 class ToolRegistry:
@@ -94,6 +96,11 @@ class ToolRegistry:
             return self._tools[name]
         except KeyError:
             raise NotFound(f"no tool {name!r}; the tools are {', '.join(sorted(self._tools))}") from None
+
+    def model_families(self, name: str) -> tuple[str, ...]:
+        """The model-pool families of the chosen backend of ``name`` (empty when unavailable)."""
+        backend = self._chosen[self.get(name).name]
+        return backend.model_families if backend is not None else ()
 
     def backend_for(self, name: str) -> Backend:
         """The chosen backend, or :class:`ToolUnavailable` saying what to configure."""

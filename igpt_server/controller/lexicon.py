@@ -1,0 +1,206 @@
+"""The lexicon of the auxiliary control: which words name which tool, and which nouns name
+which argument.
+
+Everything here is data plus a tokenizer that keeps character offsets and lemmatizes each
+word with ``lemminflect`` (every lemma of every part of speech is kept, so "removed",
+"got rid of" and "what's written" match "remove", "get rid of" and "what be write").
+
+* :data:`VERB_RULES` map lemma phrases to an :class:`Intent` with a weight (longer and less
+  ambiguous phrases weigh more). ``*`` in a phrase skips zero to three words:
+  ``what * say`` matches "what does this sign say".
+* :data:`INTENT_TOOLS` map an intent to tool NAMES in order of preference; the controller
+  keeps the first one the registry has (so the lexicon works with whatever is registered).
+* :data:`REF_RULES` map noun phrases to argument references: "it", "this", "the masked
+  object", "the selection" -> the active selection; "image", "photo" -> the active image;
+  "the other one" -> the other mask; "text", "sign", "words" -> written text.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import lru_cache
+
+
+class Intent(StrEnum):
+    REMOVE = "remove"
+    REPLACE = "replace"
+    OCR = "ocr"
+    QUESTION = "question"
+    DESCRIBE = "describe"
+    GROUND = "ground"
+    SELECT = "select"
+    SELECT_ALL = "select_all"
+    MOVE = "move"
+    RESIZE = "resize"
+    UNDO = "undo"
+    EXTRACT = "extract"
+    GENERATE = "generate"
+    COMPOSE = "compose"
+
+
+class Ref(StrEnum):
+    """What a noun of the request points at."""
+
+    selection = "selection"  # it, this, the masked object, the selection, the region, here
+    image = "image"  # image, photo, picture
+    other = "other"  # the other one
+    text = "text"  # text, words, sign, writing
+    original = "original"  # the original / first image
+    sketch = "sketch"  # my sketch, the drawing, the scribble
+    material = "material"  # the cut-out, the material
+
+
+#: intent -> tool names, best first (the first one the registry has is used)
+INTENT_TOOLS: dict[Intent, tuple[str, ...]] = {
+    Intent.REMOVE: ("remove",),
+    Intent.REPLACE: ("replace",),
+    Intent.OCR: ("ocr",),
+    Intent.QUESTION: ("vqa",),
+    Intent.DESCRIBE: ("vqa", "caption"),
+    Intent.GROUND: ("ground", "ground_and_segment"),
+    Intent.SELECT: ("segment", "ground_and_segment"),
+    Intent.SELECT_ALL: ("segment_everything",),
+    Intent.MOVE: ("move",),
+    Intent.RESIZE: ("move",),
+    Intent.UNDO: ("undo",),
+    Intent.EXTRACT: ("extract",),
+    Intent.GENERATE: ("generate",),
+    Intent.COMPOSE: ("compose",),
+}
+
+
+@dataclass(frozen=True)
+class VerbRule:
+    phrase: tuple[str, ...]
+    intent: Intent
+    weight: float
+
+
+def _rules(intent: Intent, weight: float, *phrases: str) -> list[VerbRule]:
+    return [VerbRule(tuple(p.split()), intent, weight) for p in phrases]
+
+
+#: lemma phrases -> intent. Weights: 2 for a plain verb, 3+ for a specific phrase, 1 or
+#: less for a weak hint (a bare question word).
+VERB_RULES: list[VerbRule] = [
+    *_rules(Intent.REMOVE, 2, "remove", "erase", "delete", "clean", "wipe", "eliminate", "inpaint"),
+    *_rules(Intent.REMOVE, 3, "get rid of", "take away", "take out", "clean up", "clear out", "rub out"),
+    *_rules(Intent.REPLACE, 2, "replace", "swap", "change", "substitute", "transform", "exchange"),
+    *_rules(Intent.REPLACE, 3, "turn * into", "make * into", "change * into", "change * to", "replace * with"),
+    *_rules(Intent.OCR, 2, "read", "recognize", "recognise", "ocr", "transcribe"),
+    *_rules(Intent.OCR, 4, "what * say", "what be write", "what * write", "what be the text", "what text"),
+    *_rules(Intent.OCR, 4, "read * text", "recognize * text", "recognise * text", "what do * read"),
+    *_rules(Intent.QUESTION, 1, "what", "which", "who", "why", "how", "whose"),
+    *_rules(Intent.QUESTION, 3, "how many", "be there", "what be in", "what kind", "what color", "what colour"),
+    *_rules(Intent.QUESTION, 3, "tell me about", "what be this", "what be that", "what be it", "count"),
+    *_rules(Intent.QUESTION, 3, "be it", "be this", "be that", "do it", "do this", "can you see"),
+    *_rules(Intent.DESCRIBE, 3, "describe", "caption", "what be in the image", "what be in the photo"),
+    *_rules(Intent.DESCRIBE, 4, "what be in the picture", "what do * show", "what be happen"),
+    *_rules(Intent.GROUND, 2, "find", "detect", "locate", "spot", "search"),
+    *_rules(Intent.GROUND, 3, "where be", "look for", "point out", "show me where"),
+    *_rules(Intent.SELECT, 2, "select", "segment", "pick", "outline", "highlight", "choose", "mask"),
+    *_rules(Intent.SELECT_ALL, 5, "segment everything", "select everything", "segment all", "every object"),
+    *_rules(Intent.SELECT_ALL, 5, "all the object", "all object", "everything in the image"),
+    *_rules(Intent.MOVE, 2, "move", "drag", "shift", "slide", "push", "nudge", "relocate"),
+    *_rules(Intent.MOVE, 3, "put * to the", "put * on the", "put * at the"),
+    *_rules(Intent.RESIZE, 3, "big", "large", "enlarge", "grow", "small", "shrink", "resize", "scale"),
+    *_rules(Intent.RESIZE, 3, "tiny", "huge", "bigger", "smaller", "larger", "double the size", "half the size"),
+    *_rules(Intent.UNDO, 4, "undo", "revert", "go back", "take back", "roll back", "undid", "restore"),
+    *_rules(Intent.UNDO, 5, "put * back the way", "as it be", "cancel that", "that be wrong", "never mind"),
+    *_rules(Intent.EXTRACT, 2, "extract", "isolate", "cut", "copy", "lift"),
+    *_rules(Intent.EXTRACT, 3, "cut out", "cut * out", "crop out", "keep * as material", "make a sticker"),
+    *_rules(Intent.GENERATE, 2, "draw", "generate", "render", "paint", "create", "imagine", "sketch"),
+    *_rules(Intent.GENERATE, 4, "from * sketch", "from * drawing", "from * scribble", "from * stroke"),
+    *_rules(Intent.GENERATE, 4, "turn * sketch into", "turn * drawing into", "make * picture of"),
+    *_rules(Intent.COMPOSE, 2, "paste", "compose", "insert", "place", "stick"),
+    *_rules(Intent.COMPOSE, 3, "put * back", "add * material", "add * cutout", "add * cut out", "put * material"),
+]
+
+
+@dataclass(frozen=True)
+class RefRule:
+    """``consumes``: the words are only a reference, never a verb ("the *selected* region")."""
+
+    phrase: tuple[str, ...]
+    ref: Ref
+    consumes: bool = False
+
+
+def _refs(ref: Ref, *phrases: str, consumes: bool = False) -> list[RefRule]:
+    return [RefRule(tuple(p.split()), ref, consumes) for p in phrases]
+
+
+#: surface-word phrases (not lemmas: "it" must not match "its") -> reference
+REF_RULES: list[RefRule] = [
+    *_refs(Ref.other, "the other one", "the other", "other one", "another one", "the second one", "other"),
+    *_refs(Ref.original, "the original", "original", "the first image", "the first photo", "the upload"),
+    *_refs(Ref.selection, "the masked object", "the masked", "masked", "the selected", "selected", consumes=True),
+    *_refs(Ref.selection, "the selection", "selection", "the mask", "this mask", consumes=True),
+    *_refs(Ref.selection, "the region", "region", "the area", "area"),
+    *_refs(Ref.selection, "it", "this", "that", "them", "these", "those", "here", "this one", "that one"),
+    *_refs(Ref.selection, "the object", "this object", "that object", "this thing", "that thing"),
+    *_refs(Ref.image, "image", "images", "photo", "photos", "picture", "pictures", "pic", "photograph", "scene"),
+    *_refs(Ref.text, "text", "texts", "word", "words", "writing", "sign", "signs", "letters", "label", "caption"),
+    *_refs(Ref.text, "watermark", "subtitle", "title", "written", "inscription", "poster"),
+    *_refs(Ref.sketch, "sketch", "drawing", "scribble", "strokes", "doodle"),
+    *_refs(Ref.material, "material", "materials", "cutout", "cutouts", "sticker"),
+    *_refs(Ref.material, "the cut out", "this cut out", "my cut out", "the cut outs", consumes=True),
+]
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+#: verbs that introduce what to generate ("draw *a house* from my sketch")
+GENERATION_VERBS = frozenset({"draw", "generate", "render", "paint", "create", "imagine", "sketch", "make"})
+#: words that end a noun phrase (the object of a verb) and that start the replacement
+STOP_WORDS = _words(
+    "with into to by for from on in at of and then but so please now too also again as than "
+    "up down left right back out off over under"
+)
+PREPOSITIONS_OF_REPLACEMENT = ("into", "with", "to", "by", "for")
+DETERMINERS = _words("the a an this that these those my its it his her their our your some any all every one")
+#: words that are never part of an object phrase ("please remove the dog in the photo")
+FILLER = _words(
+    "please can could would you i me we let us just now also too again kindly thanks thank "
+    "be is are was were what which who where how why there here do does did"
+)
+
+SCALE_UP = {"big": 1.25, "bigger": 1.25, "large": 1.25, "larger": 1.25, "enlarge": 1.25, "grow": 1.25, "huge": 1.6}
+SCALE_DOWN = {"small": 0.8, "smaller": 0.8, "shrink": 0.8, "tiny": 0.5}
+DIRECTIONS = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0)}
+DIRECTIONS.update({"upward": (0.0, -1.0), "upwards": (0.0, -1.0), "downward": (0.0, 1.0), "downwards": (0.0, 1.0)})
+DIRECTIONS.update({"higher": (0.0, -1.0), "lower": (0.0, 1.0), "top": (0.0, -1.0), "bottom": (0.0, 1.0)})
+
+_TOKEN_RE = re.compile(r"[A-Za-z]+|[0-9]+(?:\.[0-9]+)?")
+
+
+@dataclass(frozen=True)
+class Token:
+    """One word of the request: its surface form (lower case), lemmas and character span."""
+
+    text: str
+    lemmas: frozenset[str]
+    start: int
+    end: int
+
+
+@lru_cache(maxsize=4096)
+def lemmas_of(word: str) -> frozenset[str]:
+    """Every lemma lemminflect knows for ``word`` (any part of speech), plus the word itself."""
+    from lemminflect import getAllLemmas
+
+    found = {word}
+    for lemmas in getAllLemmas(word).values():
+        found.update(lemmas)
+    return frozenset(found)
+
+
+def tokenize(text: str) -> list[Token]:
+    """Words and numbers of ``text`` with their lemmas; "what's" gives "what" and "s"."""
+    return [
+        Token(m.group().lower(), lemmas_of(m.group().lower()), m.start(), m.end()) for m in _TOKEN_RE.finditer(text)
+    ]

@@ -1,0 +1,435 @@
+"""Segment: select an object of an image from a click, a box or a brush stroke.
+
+The ``segment`` tool returns a mask artifact (HxW, 0/255 PNG) that becomes the active
+selection of its image. With ``add: true`` the new region is united with the active selection
+of the same image, and an exclude click (label 0) on a selected part takes that part out.
+
+Backends implement ``segment(ctx, image_path, image, gesture) -> HxW bool`` (interfaces.md):
+the full tier's SAM backend (tools/sam.py) when its checkpoint is present, else the embedded
+OpenCV backend below, which needs nothing but OpenCV:
+
+* box: GrabCut initialised with the box (outside = background), then a second GrabCut pass
+  seeded by the first result (its eroded core is sure foreground) and clean-up (components
+  that belong to the object, small holes filled);
+* click: on a 320-pixel copy, GrabCut in square boxes of several sizes around the click (a
+  disc under each include click is sure foreground, under each exclude click sure
+  background); each region is scored by how strongly its outline follows image edges, less
+  when it runs into its box's sides or the image border, zero when it collapsed onto the
+  seeds; of the regions scoring within :data:`NEAR_BEST` of the best the largest wins (a
+  click on a dog's head means the dog); its box grows on the sides the region still touches
+  while the score holds; a last GrabCut pass refines it on the 512-pixel copy;
+* stroke: the same search around the stroke, with the stroke's core as sure foreground.
+
+A click that finds nothing (every box collapsed onto the seeds: a plain wall) gives an empty
+mask, which the tool reports as a 422. GrabCut runs on a copy downscaled to at most
+:data:`WORK_SIDE` pixels, cropped around the box with context, with OpenCV's random generator
+reseeded first (same input, same mask); the mask is scaled back to the image. Measured
+quality and what it cannot do: bench/README.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from pydantic import Field
+
+from igpt_server.errors import InvalidInput
+from igpt_server.perception import geometry
+from igpt_server.perception.gestures import Box, Click, Stroke, check_inside
+from igpt_server.store import ArtifactKind
+from igpt_server.tooling.interface import (
+    Backend,
+    ImagePath,
+    NewArtifact,
+    Tool,
+    ToolArgs,
+    ToolContext,
+    ToolOutput,
+)
+
+#: GrabCut works on a copy whose longer side is at most this many pixels
+WORK_SIDE = 512
+#: GrabCut iterations of the first and of the refining pass
+ITERATIONS = 5
+#: a click or stroke is first segmented on a copy this small
+PROPOSAL_SIDE = 320
+#: ... in square boxes of these sizes (fractions of the shorter side)
+CANDIDATE_FRACTIONS = (0.3, 0.45, 0.6, 0.75, 0.9)
+#: a candidate's outline score loses this fraction per box side the region runs into
+SIDE_PENALTY = 0.1
+#: ... and this much per share of the image's border it covers (objects seldom fill the frame's edge)
+BORDER_PENALTY = 1.0
+#: candidates scoring at least this fraction of the best compete on size
+NEAR_BEST = 0.75
+#: a region under this many times the seeds' area counts as collapsed (no object found)
+COLLAPSED = 4
+#: a grown box is kept while its outline score stays above this fraction of the previous one
+GROWTH_KEEP = 0.9
+#: the best box then grows by this factor on every side its object touches, at most this often
+GROWTH = 1.6
+MAX_GROWTHS = 6
+
+SegmentGesture = Click | Box | Stroke
+
+
+class SegmentArgs(ToolArgs):
+    image_path: ImagePath
+    gesture: SegmentGesture = Field(
+        description="where the object is, in image pixels: a click {type: click, points: [{x, y, label}]}, "
+        "a box {type: box, x0, y0, x1, y1} or a brush stroke {type: stroke, points: [[x, y], ...], width}",
+        discriminator="type",
+    )
+    add: bool = Field(False, description="unite with the active selection of this image instead of replacing it")
+
+
+# the embedded backend ---------------------------------------------------------------------
+
+
+class OpenCvSegmentBackend(Backend):
+    """GrabCut seeded by the gesture (OpenCV only; no weights)."""
+
+    name = "opencv"
+    requires = ("cv2",)
+
+    def segment(self, ctx: ToolContext, image_path: str, image: np.ndarray, gesture: SegmentGesture) -> np.ndarray:
+        """HxW bool mask of the object ``gesture`` points at in ``image`` (HxWx3 uint8 RGB)."""
+        return grabcut_segment(image, gesture)
+
+
+@dataclass(frozen=True)
+class _Seeds:
+    """Seeds at working resolution: sure foreground, sure background, and the pixels the
+    result must stay connected to."""
+
+    fg: np.ndarray
+    bg: np.ndarray
+    anchor: np.ndarray
+
+
+def grabcut_segment(image: np.ndarray, gesture: SegmentGesture) -> np.ndarray:
+    """HxW bool: the object under ``gesture`` in ``image`` (HxWx3 uint8 RGB), by GrabCut.
+
+    Coordinates of the gesture are image pixels; the result has the image's size.
+    """
+    height, width = image.shape[:2]
+    bgr, seeds, scale = _working_copy(image, gesture, WORK_SIDE)
+    if isinstance(gesture, Box):
+        x0, y0, x1, y1 = gesture.xyxy()
+        rect = geometry.clip_box((x0 * scale, y0 * scale, x1 * scale, y1 * scale), *bgr.shape[:2])
+        mask = _box_segment(bgr, rect, seeds)
+    else:
+        small_bgr, small_seeds, small_scale = _working_copy(image, gesture, PROPOSAL_SIDE)
+        proposal, small_rect = _propose(small_bgr, small_seeds)
+        if not proposal.any():
+            return np.zeros((height, width), dtype=bool)
+        ratio = scale / small_scale
+        sx0, sy0, sx1, sy1 = small_rect
+        rect = geometry.clip_box((sx0 * ratio, sy0 * ratio, sx1 * ratio, sy1 * ratio), *bgr.shape[:2])
+        first = geometry.resize_mask(proposal, *bgr.shape[:2])
+        mask = _clean(_refine(bgr, rect, first, seeds), seeds.anchor, keep_fraction=1.0)
+    return geometry.resize_mask(mask, height, width)
+
+
+def _working_copy(image: np.ndarray, gesture: SegmentGesture, side: int) -> tuple[np.ndarray, _Seeds, float]:
+    """The image as BGR with its longer side at most ``side``, the gesture's seeds at that
+    size, and the scale factor."""
+    height, width = image.shape[:2]
+    scale = min(1.0, side / max(height, width))
+    small = image if scale == 1.0 else cv2.resize(image, _scaled(width, height, scale), interpolation=cv2.INTER_AREA)
+    bgr = np.ascontiguousarray(small[:, :, ::-1])
+    return bgr, _seeds(gesture, bgr.shape[0], bgr.shape[1], scale), scale
+
+
+def _scaled(width: int, height: int, scale: float) -> tuple[int, int]:
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _seeds(gesture: SegmentGesture, height: int, width: int, scale: float) -> _Seeds:
+    radius = max(2, round(0.01 * min(height, width)))
+    empty = np.zeros((height, width), dtype=bool)
+    if isinstance(gesture, Click):
+        include = [(p.x * scale, p.y * scale) for p in gesture.points if p.label == 1]
+        exclude = [(p.x * scale, p.y * scale) for p in gesture.points if p.label == 0]
+        fg = geometry.points_mask(include, height, width, radius)
+        bg = geometry.points_mask(exclude, height, width, radius) if exclude else empty
+        return _Seeds(fg=fg & ~bg, bg=bg, anchor=fg & ~bg)
+    if isinstance(gesture, Stroke):
+        scaled = Stroke(points=[(x * scale, y * scale) for x, y in gesture.points], width=max(gesture.width * scale, 1))
+        painted = geometry.rasterize_stroke(scaled, height, width)
+        # the brush may spill over the object's edge: only its core is sure foreground
+        core_width = max(scaled.width / 3, 1.0)
+        core = geometry.rasterize_stroke(Stroke(points=scaled.points, width=core_width), height, width)
+        return _Seeds(fg=core, bg=empty, anchor=painted)
+    return _Seeds(fg=empty, bg=empty, anchor=empty)
+
+
+def _grabcut(bgr: np.ndarray, rect: geometry.IntBox, seeds: _Seeds, iterations: int = ITERATIONS) -> np.ndarray:
+    """GrabCut inside ``rect`` (outside is sure background) with the seeds; HxW bool.
+
+    Runs on a crop of ``rect`` with half its size of context around it, for speed.
+    """
+    height, width = bgr.shape[:2]
+    x0, y0, x1, y1 = rect
+    margin = max(x1 - x0, y1 - y0) // 2 + 8
+    cx0, cy0, cx1, cy1 = geometry.expand_box(rect, margin, height, width)
+    labels = np.full((cy1 - cy0, cx1 - cx0), cv2.GC_BGD, dtype=np.uint8)
+    labels[y0 - cy0 : y1 - cy0, x0 - cx0 : x1 - cx0] = cv2.GC_PR_FGD
+    crop = (slice(cy0, cy1), slice(cx0, cx1))
+    labels[seeds.fg[crop]] = cv2.GC_FGD
+    labels[seeds.bg[crop]] = cv2.GC_BGD
+    return _run_grabcut(bgr, crop, labels, iterations)
+
+
+def _run_grabcut(bgr: np.ndarray, crop: tuple[slice, slice], labels: np.ndarray, iterations: int) -> np.ndarray:
+    out = np.zeros(bgr.shape[:2], dtype=bool)
+    has_fg = np.isin(labels, (cv2.GC_FGD, cv2.GC_PR_FGD)).any()
+    has_bg = np.isin(labels, (cv2.GC_BGD, cv2.GC_PR_BGD)).any()
+    if not (has_fg and has_bg):  # GrabCut needs samples of both
+        out[crop] = np.isin(labels, (cv2.GC_FGD, cv2.GC_PR_FGD))
+        return out
+    cv2.setRNGSeed(0)  # GrabCut's k-means draws from OpenCV's RNG: same input, same mask
+    bgd_model = np.zeros((1, 65), np.float64)
+    fgd_model = np.zeros((1, 65), np.float64)
+    cv2.grabCut(
+        np.ascontiguousarray(bgr[crop]), labels, (0, 0, 0, 0), bgd_model, fgd_model, iterations, cv2.GC_INIT_WITH_MASK
+    )
+    out[crop] = np.isin(labels, (cv2.GC_FGD, cv2.GC_PR_FGD))
+    return out
+
+
+def _refine(bgr: np.ndarray, rect: geometry.IntBox, first: np.ndarray, seeds: _Seeds) -> np.ndarray:
+    """A second GrabCut pass seeded by a first result: its eroded core is sure foreground,
+    the rest of the box probable background or foreground as the first pass said."""
+    height, width = bgr.shape[:2]
+    x0, y0, x1, y1 = rect
+    margin = max(x1 - x0, y1 - y0) // 2 + 8
+    cx0, cy0, cx1, cy1 = geometry.expand_box(rect, margin, height, width)
+    crop = (slice(cy0, cy1), slice(cx0, cx1))
+    radius = max(2, round(0.08 * geometry.equivalent_diameter(first)))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    core = cv2.erode(first.astype(np.uint8), kernel) > 0
+    labels = np.full((cy1 - cy0, cx1 - cx0), cv2.GC_BGD, dtype=np.uint8)
+    inside = np.zeros((height, width), dtype=bool)
+    inside[y0:y1, x0:x1] = True
+    region = np.where(first, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
+    region[core | seeds.fg] = cv2.GC_FGD
+    region[seeds.bg] = cv2.GC_BGD
+    region[~inside] = cv2.GC_BGD
+    labels[:] = region[crop]
+    return _run_grabcut(bgr, crop, labels, ITERATIONS)
+
+
+def _clean(mask: np.ndarray, anchor: np.ndarray, keep_fraction: float) -> np.ndarray:
+    """Keep the components touching ``anchor`` (or the largest) and any other component of at
+    least ``keep_fraction`` of its area; fill holes smaller than 2 % of the object."""
+    main = geometry.components_touching(mask, anchor if anchor.any() else np.zeros_like(mask))
+    if not main.any():
+        return main
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    big = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= keep_fraction * main.sum()]
+    kept = main | np.isin(labels, big)
+    return geometry.fill_holes(kept, max_area=int(0.02 * kept.sum()) + 1)
+
+
+def _box_segment(bgr: np.ndarray, rect: geometry.IntBox, seeds: _Seeds) -> np.ndarray:
+    first = _grabcut(bgr, rect, seeds)
+    first = _clean(first, seeds.anchor, keep_fraction=0.05)
+    if not first.any():
+        return first
+    second = _refine(bgr, rect, first, seeds)
+    return _clean(second, seeds.anchor if seeds.anchor.any() else first, keep_fraction=0.05)
+
+
+def _touched_sides(mask: np.ndarray, rect: geometry.IntBox, tolerance: float = 0.04) -> list[int]:
+    """Sides of ``rect`` (0 left, 1 top, 2 right, 3 bottom) that ``mask`` runs along for more
+    than ``tolerance`` of their length and that are not the image border."""
+    height, width = mask.shape
+    x0, y0, x1, y1 = rect
+    sides = []
+    edges = [
+        (mask[y0:y1, x0], x0 > 0, y1 - y0),
+        (mask[y0, x0:x1], y0 > 0, x1 - x0),
+        (mask[y0:y1, x1 - 1], x1 < width, y1 - y0),
+        (mask[y1 - 1, x0:x1], y1 < height, x1 - x0),
+    ]
+    for side, (edge, movable, length) in enumerate(edges):
+        if movable and edge.sum() > max(2, tolerance * length):
+            sides.append(side)
+    return sides
+
+
+def edge_strength(bgr: np.ndarray) -> np.ndarray:
+    """HxW float32: colour gradient magnitude (Sobel in Lab after a light blur)."""
+    lab = cv2.cvtColor(cv2.GaussianBlur(bgr, (3, 3), 0), cv2.COLOR_BGR2LAB).astype(np.float32)
+    gx = cv2.Sobel(lab, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(lab, cv2.CV_32F, 0, 1, ksize=3)
+    return np.sqrt((gx * gx + gy * gy).sum(axis=2))
+
+
+def boundary_score(mask: np.ndarray, edges: np.ndarray) -> float:
+    """Mean edge strength along the mask's outline (0 for an empty or full mask).
+
+    A region that follows real object edges scores high; a region cut short by its box, or
+    collapsed to the seed inside a uniform object, runs through flat colour and scores low.
+    The image border is not part of the outline.
+    """
+    if not mask.any() or mask.all():
+        return 0.0
+    padded = np.pad(mask, 1, mode="edge").astype(np.uint8)
+    outline = cv2.morphologyEx(padded, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))[1:-1, 1:-1] > 0
+    outline[[0, -1], :] = False
+    outline[:, [0, -1]] = False
+    return float(edges[outline].mean()) if outline.any() else 0.0
+
+
+def _border_share(mask: np.ndarray) -> float:
+    """Share of the image border that the mask covers: objects seldom fill the frame's edge."""
+    border = np.concatenate([mask[0, :], mask[-1, :], mask[:, 0], mask[:, -1]])
+    return float(border.mean())
+
+
+def _square(seed_box: geometry.IntBox, side: float, height: int, width: int) -> geometry.IntBox:
+    cx, cy = (seed_box[0] + seed_box[2]) / 2, (seed_box[1] + seed_box[3]) / 2
+    half = side / 2
+    box = (
+        min(seed_box[0], cx - half),
+        min(seed_box[1], cy - half),
+        max(seed_box[2], cx + half),
+        max(seed_box[3], cy + half),
+    )
+    return geometry.clip_box(box, height, width)
+
+
+def _grown(rect: geometry.IntBox, sides: list[int], height: int, width: int) -> geometry.IntBox:
+    x0, y0, x1, y1 = rect
+    grow_x, grow_y = (GROWTH - 1) * (x1 - x0) / 2, (GROWTH - 1) * (y1 - y0) / 2
+    box = (
+        x0 - grow_x * (0 in sides),
+        y0 - grow_y * (1 in sides),
+        x1 + grow_x * (2 in sides),
+        y1 + grow_y * (3 in sides),
+    )
+    return geometry.clip_box(box, height, width)
+
+
+def _whole_object(
+    scored: list[tuple[float, np.ndarray, geometry.IntBox]],
+) -> tuple[float, np.ndarray, geometry.IntBox]:
+    """Of the candidates scoring at least :data:`NEAR_BEST` of the best, the largest: people
+    point at whole objects more often than at their parts (a click on a dog's head means the
+    dog)."""
+    best = max(item[0] for item in scored)
+    near = [item for item in scored if item[0] >= NEAR_BEST * best]
+    return max(near, key=lambda item: int(item[1].sum()))
+
+
+def _propose(bgr: np.ndarray, seeds: _Seeds) -> tuple[np.ndarray, geometry.IntBox]:
+    """Object under a click or stroke, and the box it was found in: GrabCut in square boxes
+    of several sizes around the seeds, keep the region whose outline follows the strongest
+    edges, then grow its box on every side the region still touches while the outline gets
+    no weaker."""
+    height, width = bgr.shape[:2]
+    seed_box = geometry.mask_bbox(seeds.anchor)
+    if seed_box is None:
+        return np.zeros((height, width), dtype=bool), (0, 0, width, height)
+    edges = edge_strength(bgr)
+
+    seed_area = int(seeds.anchor.sum())
+
+    def attempt(rect: geometry.IntBox) -> tuple[float, np.ndarray]:
+        mask = _clean(_grabcut(bgr, rect, seeds, iterations=3), seeds.anchor, keep_fraction=1.0)
+        if mask.sum() < COLLAPSED * seed_area:  # GrabCut kept little more than the seeds
+            return 0.0, mask
+        penalty = 1.0 - SIDE_PENALTY * len(_touched_sides(mask, rect)) - BORDER_PENALTY * _border_share(mask)
+        return boundary_score(mask, edges) * max(penalty, 0.0), mask
+
+    short = min(height, width)
+    rects = [_square(seed_box, f * short, height, width) for f in CANDIDATE_FRACTIONS]
+    scored = [(*attempt(rect), rect) for rect in dict.fromkeys(rects)]
+    score, mask, rect = _whole_object(scored)
+    if score <= 0:  # every box collapsed onto the seeds: nothing stands out there
+        return np.zeros((height, width), dtype=bool), rect
+    for _ in range(MAX_GROWTHS):
+        sides = _touched_sides(mask, rect)
+        if not sides:
+            break
+        bigger = _grown(rect, sides, height, width)
+        new_score, new_mask = attempt(bigger)
+        if new_score < GROWTH_KEEP * score:
+            break
+        score, mask, rect = new_score, new_mask, bigger
+    return mask, rect
+
+
+# the tool ----------------------------------------------------------------------------------
+
+
+class SegmentTool(Tool):
+    name = "segment"
+    description = (
+        "Select (segment) the object a person points at: give image_path and a gesture (a click on "
+        "the object, a box around it, or a brush stroke over it). Returns a mask that becomes the "
+        "selection; with add=true it joins the current selection. Use it for 'select this', "
+        "'segment the dog', 'pick this object' when there is a click, box or stroke."
+    )
+    args_model = SegmentArgs
+    gestures = ("click", "box", "stroke")
+
+    def run(self, args: SegmentArgs, ctx: ToolContext, backend: OpenCvSegmentBackend) -> ToolOutput:
+        artifact = ctx.artifact(args.image_path)
+        width, height = artifact.width or 0, artifact.height or 0
+        check_inside(args.gesture, width, height)
+        image = ctx.read_image(args.image_path)
+        mask = _checked(backend.segment(ctx, args.image_path, image, args.gesture), image.shape[:2])
+        excluded = [(p.x, p.y) for p in args.gesture.points if p.label == 0] if isinstance(args.gesture, Click) else []
+        added = False
+        if args.add:
+            previous = _active_selection_of(ctx, args.image_path)
+            if previous is not None and previous.shape == mask.shape:
+                mask = geometry.union(_drop_excluded(previous, excluded), mask)
+                added = True
+        if excluded:
+            radius = max(2, round(0.01 * min(height, width)))
+            mask = geometry.subtract(mask, geometry.points_mask(excluded, height, width, radius))
+        if not mask.any():
+            raise InvalidInput(
+                f"no object found under the {args.gesture.type}; point inside the object "
+                "(or draw a box around it) and try again",
+                code="nothing_selected",
+            )
+        share = 100.0 * mask.mean()
+        bbox = geometry.mask_bbox(mask)
+        text = (
+            f"Selected a region of {int(mask.sum())} pixels ({share:.1f} % of {args.image_path}) from a "
+            f"{args.gesture.type}{', added to the previous selection' if added else ''}."
+        )
+        new = NewArtifact(kind=ArtifactKind.mask, content=mask, parent=args.image_path, stem="mask", role="selection")
+        return ToolOutput(text=text, artifacts=[new], data={"bbox": bbox, "area": int(mask.sum()), "added": added})
+
+
+def _checked(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    if mask.shape != shape or mask.dtype != bool:
+        raise RuntimeError(f"segment backend returned a {mask.dtype} mask of shape {mask.shape}, not bool {shape}")
+    return mask
+
+
+def _active_selection_of(ctx: ToolContext, image_path: str) -> np.ndarray | None:
+    """The active selection as HxW bool when it is a mask of ``image_path``, else None."""
+    active = ctx.state().active_mask
+    if active is None or ctx.artifact(active).parent != image_path:
+        return None
+    return ctx.read_mask(active)
+
+
+def _drop_excluded(selection: np.ndarray, excluded: list[tuple[float, float]]) -> np.ndarray:
+    """The selection without its connected parts that an exclude click (label 0) lands on:
+    shift-clicking a selected object takes it out of the selection."""
+    if not excluded:
+        return selection
+    height, width = selection.shape
+    hits = geometry.points_mask(excluded, height, width, radius=1) & selection
+    if not hits.any():
+        return selection
+    return geometry.subtract(selection, geometry.components_touching(selection, hits))
