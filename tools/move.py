@@ -44,7 +44,7 @@ class MoveArgs(ToolArgs):
 def moved_mask(mask: np.ndarray, dx: float, dy: float, scale: float) -> np.ndarray:
     """HxW bool: where the object of ``mask`` lies after the move (clipped to the image).
 
-    This is :func:`geometry.transform_mask`; the gesture endpoint calls that directly."""
+    This is :func:`geometry.transform_mask`."""
     return geometry.transform_mask(mask, dx, dy, scale)
 
 
@@ -104,8 +104,11 @@ class MoveTool(Tool):
             role="image",
             meta={"moved": move},
         )
+        selection = NewArtifact(
+            kind=ArtifactKind.mask, content=target, parent="@0", stem="moved_mask", role="selection"
+        )
         data = {**move, "centre_from": before, "centre_to": after, "moved_box": geometry.mask_bbox(target)}
-        return ToolOutput(text=text, artifacts=[new], data=data)
+        return ToolOutput(text=text, artifacts=[new, selection], data=data)
 
 
 def _active_selection(ctx: ToolContext, image_path: str) -> str:

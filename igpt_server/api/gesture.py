@@ -144,8 +144,7 @@ def _move(services: Services, sid: str, image: Artifact, body: GestureIn) -> tup
     args = {"image_path": image.path, "mask_path": mask_path, "dx": dx, "dy": dy}
     result = services.runner.call(sid, "move", args, record=False)
     made += result.artifacts
-    made.append(_store_moved_selection(services, sid, result))
-    _record(services, sid, "move", args, body, result.text, made[-2:])
+    _record(services, sid, "move", args, body, result.text, result.artifacts)
     return result, made
 
 
@@ -157,27 +156,6 @@ def _selection_under(services: Services, sid: str, image: Artifact, drag: Drag) 
     mask = media.read_mask(services.store.artifact_file(sid, active))
     reach = max(GRAB_PIXELS, GRAB_SHARE * max(mask.shape))
     return active if geometry.distance_to_mask(mask, *drag.start) <= reach else None
-
-
-def _store_moved_selection(services: Services, sid: str, result: ToolCallResult) -> Artifact:
-    """Store where the moved object now lies as the selection of the new image."""
-    new_image = result.artifacts[0]
-    move = new_image.meta["moved"]
-    source = media.read_mask(services.store.artifact_file(sid, move["mask_path"]))
-    mask = geometry.transform_mask(source, move["dx"], move["dy"], move["scale"])  # as the move tool placed it
-    artifact = services.store.add_artifact(
-        sid,
-        ArtifactKind.mask,
-        media.encode_png(mask),
-        ext="png",
-        stem="moved_mask",
-        parent=new_image.path,
-        tool="move",
-        width=new_image.width,
-        height=new_image.height,
-    )
-    services.store.update_state(sid, active_image=new_image.path, active_mask=artifact.path)
-    return artifact
 
 
 def _call(services: Services, sid: str, tool: str, args: dict[str, Any], body: GestureIn) -> ToolCallResult:

@@ -84,7 +84,9 @@ class NewArtifact:
 
     ``content`` is an array (HxWx3 uint8 RGB image, HxW bool mask, HxWx4 RGBA) encoded as
     PNG, or ready bytes with their ``ext``. ``role`` says what it becomes in the session:
-    the active image, the active selection, a picked material, or nothing.
+    the active image, the active selection, a picked material, or nothing. ``parent`` is an
+    artifact path, or ``"@N"`` for the N-th artifact of the same output (e.g. the mask of a
+    new image returned beside it).
     """
 
     kind: ArtifactKind

@@ -117,7 +117,9 @@ class ToolRunner:
         return result
 
     def _persist(self, session_id: str, tool: str, output: ToolOutput) -> list[Artifact]:
-        stored = [self._store_one(session_id, tool, new) for new in output.artifacts]
+        stored: list[Artifact] = []
+        for new in output.artifacts:
+            stored.append(self._store_one(session_id, tool, new, _resolve_parent(new.parent, stored)))
         for new, artifact in zip(output.artifacts, stored, strict=True):
             if new.role == "image":
                 self.store.update_state(session_id, active_image=artifact.path, active_mask=None)
@@ -127,7 +129,7 @@ class ToolRunner:
                 self.store.update_state(session_id, add_material=artifact.path)
         return stored
 
-    def _store_one(self, session_id: str, tool: str, new: NewArtifact) -> Artifact:
+    def _store_one(self, session_id: str, tool: str, new: NewArtifact, parent: str | None) -> Artifact:
         width = height = None
         if isinstance(new.content, bytes):
             content = new.content
@@ -142,12 +144,22 @@ class ToolRunner:
             content,
             ext=ext,
             stem=new.stem,
-            parent=new.parent,
+            parent=parent,
             tool=tool,
             width=width,
             height=height,
             meta=new.meta,
         )
+
+
+def _resolve_parent(parent: str | None, stored: list[Artifact]) -> str | None:
+    """``"@N"`` names the N-th artifact of the same output (stored before this one)."""
+    if parent is None or not parent.startswith("@"):
+        return parent
+    index = int(parent[1:])
+    if not 0 <= index < len(stored):
+        raise ValueError(f"parent {parent!r} must name an earlier artifact of the same tool output")
+    return stored[index].path
 
 
 def _first_error(exc: ValidationError) -> str:

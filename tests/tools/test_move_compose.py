@@ -59,8 +59,12 @@ def test_move_shifts_the_object_by_the_vector_and_fills_its_old_place(
 
     assert response.status_code == 200, response.text
     body = response.json()
-    (moved,) = body["artifacts"]
+    moved, selection = body["artifacts"]
     assert moved["kind"] == "image" and moved["parent"] == image and moved["meta"]["moved"]["mask_path"] == mask
+    # the moved object stays selected, as a mask of the new image
+    assert selection["kind"] == "mask" and selection["parent"] == moved["path"]
+    state = client.get(f"/api/sessions/{sid}").json()
+    assert (state["active_image"], state["active_mask"]) == (moved["path"], selection["path"])
     (fx, fy), (tx, ty) = body["data"]["centre_from"], body["data"]["centre_to"]
     assert (tx - fx, ty - fy) == pytest.approx((-100, 10), abs=0.5)
     after = pixels(client, moved)

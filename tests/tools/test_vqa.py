@@ -15,6 +15,7 @@ import io
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -24,6 +25,13 @@ import numpy as np
 import pytest
 import torch
 from fastapi.testclient import TestClient
+from PIL import Image
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+from igpt_server import media
+from igpt_server.errors import InvalidInput
+from igpt_server.perception.gestures import Box, Click, ClickPoint
+from igpt_server.settings import Settings, VisionSettings
 from igpt_tools.vqa import (
     OpenAiVisionBackend,
     VlmBackend,
@@ -35,13 +43,6 @@ from igpt_tools.vqa import (
     point_tag,
     region_query,
 )
-from PIL import Image
-from transformers import AutoModelForImageTextToText, AutoProcessor
-
-from igpt_server import media
-from igpt_server.errors import InvalidInput
-from igpt_server.perception.gestures import Box, Click, ClickPoint
-from igpt_server.settings import Settings, VisionSettings
 from tests.helpers import DATA, make_client, new_session, upload
 from tests.tiny_perception import tiny_vlm
 
@@ -312,10 +313,11 @@ def test_an_uploaded_image_is_captioned_once_in_the_background(server: VisionSer
     with endpoint_client(tmp_path, server.base_url) as client:
         services = client.app.state.services  # type: ignore[attr-defined]
         session = new_session(client)
-        image = upload(client, session, "corgi.jpeg")["path"]
-        future = caption_in_background(services, session, image)
-        assert future is not None
-        caption = future.result(timeout=30)
+        image = upload(client, session, "corgi.jpeg")["path"]  # the upload route starts the caption
+        deadline = time.monotonic() + 30
+        while (caption := latest_caption(services.store.get(session), image)) is None:
+            assert time.monotonic() < deadline, "the upload was not captioned within 30 s"
+            time.sleep(0.05)
         state = services.store.get(session)
     assert caption is not None and caption.startswith("1 images") and "Describe this image" in caption
     assert latest_caption(state, image) == caption
