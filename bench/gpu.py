@@ -216,8 +216,9 @@ def bench_sam(plan: Plan, keep: dict[str, Any]) -> list[Row]:
 def _sd_components(plan: Plan, inpaint: bool, tokenizer_dir: Path) -> dict[str, Any]:
     import torch
     from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
-    from igpt_tools import sd_random
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    from igpt_tools import sd_random
 
     size: sd_random.Size = "tiny" if plan.smoke else "sd15"
     vocab_size = sd_random.write_clip_tokenizer(tokenizer_dir)
@@ -314,9 +315,10 @@ def bench_controlnet(plan: Plan, keep: dict[str, Any], work: Path) -> list[Row]:
     import cv2
     import torch
     from diffusers import ControlNetModel, StableDiffusionPipeline
+    from PIL import Image
+
     from igpt_tools import sd_random
     from igpt_tools.generate import controlnet_pipeline
-    from PIL import Image
 
     baseline = _allocated(plan)
     components = _sd_components(plan, inpaint=False, tokenizer_dir=work / "base-tokenizer")

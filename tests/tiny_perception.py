@@ -53,6 +53,7 @@ BERT_WORDS = [
 def tiny_sam() -> Path:
     """The model dir with ``sam/`` (a 0.2 M-parameter SAM); returns the root."""
     import torch
+
     from igpt_tools.sam import SamConfig, build_sam
 
     folder = ROOT / "sam"
@@ -70,8 +71,9 @@ def tiny_grounding() -> Path:
     import torch
     from groundingdino.models import build_model
     from groundingdino.util.slconfig import SLConfig
-    from igpt_tools.ground import _packaged_config
     from transformers import BertConfig, BertModel, BertTokenizer
+
+    from igpt_tools.ground import _packaged_config
 
     folder = ROOT / "groundingdino"
     bert = folder / "bert-base-uncased"

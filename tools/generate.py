@@ -33,17 +33,6 @@ from typing import Any, ClassVar, Literal
 
 import cv2
 import numpy as np
-from igpt_tools.diffusion import (
-    MAX_PROMPT_CHARS,
-    TorchBundle,
-    cpu_generator,
-    fit_size,
-    locate,
-    missing_message,
-    non_blank,
-    pipeline_geometry,
-    retry_smaller_on_oom,
-)
 from pydantic import Field, field_validator, model_validator
 
 from igpt_server.errors import InvalidInput, ToolUnavailable
@@ -59,6 +48,17 @@ from igpt_server.tooling.interface import (
     ToolArgs,
     ToolContext,
     ToolOutput,
+)
+from igpt_tools.diffusion import (
+    MAX_PROMPT_CHARS,
+    TorchBundle,
+    cpu_generator,
+    fit_size,
+    locate,
+    missing_message,
+    non_blank,
+    pipeline_geometry,
+    retry_smaller_on_oom,
 )
 
 FAMILY = "generate"

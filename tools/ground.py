@@ -33,7 +33,6 @@ from typing import Any, ClassVar
 
 import cv2
 import numpy as np
-from igpt_tools.sam import SamSegmentBackend
 from pydantic import BaseModel, Field
 
 from igpt_server.errors import InvalidInput, ToolUnavailable
@@ -48,6 +47,7 @@ from igpt_server.tooling.interface import (
     ToolContext,
     ToolOutput,
 )
+from igpt_tools.sam import SamSegmentBackend
 
 log = logging.getLogger(__name__)
 

@@ -22,6 +22,12 @@ from typing import Any, ClassVar
 
 import cv2
 import numpy as np
+
+from igpt_server.errors import InvalidInput, ToolUnavailable
+from igpt_server.models.pool import torch_dtype
+from igpt_server.perception.geometry import mask_bbox
+from igpt_server.settings import Settings
+from igpt_server.tooling.interface import Backend, ToolContext
 from igpt_tools.diffusion import (
     cpu_generator,
     fit_size,
@@ -30,12 +36,6 @@ from igpt_tools.diffusion import (
     pipeline_geometry,
     retry_smaller_on_oom,
 )
-
-from igpt_server.errors import InvalidInput, ToolUnavailable
-from igpt_server.models.pool import torch_dtype
-from igpt_server.perception.geometry import mask_bbox
-from igpt_server.settings import Settings
-from igpt_server.tooling.interface import Backend, ToolContext
 
 SUBDIR = "sd-inpaint"
 HUB_REPOS = ("stable-diffusion-v1-5/stable-diffusion-inpainting", "runwayml/stable-diffusion-inpainting")

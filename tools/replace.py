@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import secrets
 
-from igpt_tools.diffusion import MAX_PROMPT_CHARS, non_blank
-from igpt_tools.inpaint import SdInpaintBackend
 from pydantic import Field, field_validator
 
 from igpt_server.errors import InvalidInput
@@ -25,6 +23,8 @@ from igpt_server.tooling.interface import (
     ToolContext,
     ToolOutput,
 )
+from igpt_tools.diffusion import MAX_PROMPT_CHARS, non_blank
+from igpt_tools.inpaint import SdInpaintBackend
 
 
 class ReplaceArgs(ToolArgs):

@@ -82,6 +82,11 @@ class SegmentArgs(ToolArgs):
         discriminator="type",
     )
     add: bool = Field(False, description="unite with the active selection of this image instead of replacing it")
+    exact: bool = Field(
+        False,
+        description="take the box or brushed area itself as the mask, without finding an object in it "
+        "(for text, watermarks or any region that is not one object)",
+    )
 
 
 # the embedded backend ---------------------------------------------------------------------
@@ -382,7 +387,7 @@ class SegmentTool(Tool):
         width, height = artifact.width or 0, artifact.height or 0
         check_inside(args.gesture, width, height)
         image = ctx.read_image(args.image_path)
-        mask = _checked(backend.segment(ctx, args.image_path, image, args.gesture), image.shape[:2])
+        mask = _checked(self._mask(args, ctx, backend, image), image.shape[:2])
         excluded = [(p.x, p.y) for p in args.gesture.points if p.label == 0] if isinstance(args.gesture, Click) else []
         added = False
         if args.add:
@@ -407,6 +412,18 @@ class SegmentTool(Tool):
         )
         new = NewArtifact(kind=ArtifactKind.mask, content=mask, parent=args.image_path, stem="mask", role="selection")
         return ToolOutput(text=text, artifacts=[new], data={"bbox": bbox, "area": int(mask.sum()), "added": added})
+
+    @staticmethod
+    def _mask(args: SegmentArgs, ctx: ToolContext, backend: OpenCvSegmentBackend, image: np.ndarray) -> np.ndarray:
+        """The object under the gesture, or with ``exact`` the box or brushed pixels themselves."""
+        if not args.exact:
+            return backend.segment(ctx, args.image_path, image, args.gesture)
+        if isinstance(args.gesture, Click):
+            raise InvalidInput(
+                "exact selection needs a box or a brush stroke: a click has no area", code="exact_needs_area"
+            )
+        height, width = image.shape[:2]
+        return geometry.gesture_region(args.gesture, height, width)
 
 
 def _checked(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

@@ -35,11 +35,11 @@ from dataclasses import dataclass, field
 from string import Template
 from typing import Any
 
-from igpt_prompts import load_prompt
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, ConfigDict, Field
 
+from igpt_prompts import load_prompt
 from igpt_server.controller.lexicon import Intent
 from igpt_server.controller.llm import ChatLLM, LLMUnavailable, make_llm
 from igpt_server.controller.memory import bounded_history

@@ -428,7 +428,7 @@ class AuxiliaryControl:
         if gesture_used and not spec.required:
             return None  # the gesture itself is the region
         if gesture is not None and not gesture_used:
-            segment_args = self._segment_args(gesture, scene)
+            segment_args = self._segment_args(gesture, scene, exact=parsed.has(Ref.text))
             if segment_args is not None:
                 correction.segment_first = segment_args
                 return None
@@ -468,8 +468,11 @@ class AuxiliaryControl:
             )
         return message
 
-    def _segment_args(self, gesture: GestureModel, scene: Scene) -> dict[str, Any] | None:
-        """Args of a ``segment`` call that turns ``gesture`` into a mask of the active image."""
+    def _segment_args(self, gesture: GestureModel, scene: Scene, exact: bool = False) -> dict[str, Any] | None:
+        """Args of a ``segment`` call that turns ``gesture`` into a mask of the active image.
+
+        With ``exact`` (the words name text: "erase the text"), a box or brush stroke is the
+        mask itself: text is no object for the segmenter to find."""
         if SEGMENT_TOOL not in self.registry.names():
             raise Problem("A gesture was sent, but this server has no segment tool to turn it into a mask.")
         fields = tool_fields(self.registry.get(SEGMENT_TOOL).args_model)
@@ -481,6 +484,12 @@ class AuxiliaryControl:
             args[spec.name] = scene.state.active_image
         if not self._gesture_fields(fields, args, pointing):
             return None
+        if (
+            exact
+            and not isinstance(pointing, Click)
+            and "exact" in self.registry.get(SEGMENT_TOOL).args_model.model_fields
+        ):
+            args["exact"] = True
         return args
 
     def _image(

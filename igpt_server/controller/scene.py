@@ -15,7 +15,6 @@ from string import Template
 from typing import Any
 
 from igpt_prompts import load_prompt
-
 from igpt_server.store import Artifact, ArtifactKind, Message, SessionState
 
 #: how many artifacts and OCR results the context block lists (newest last)

@@ -238,3 +238,16 @@ def test_a_slow_llm_times_out_into_a_503(tmp_path: Path) -> None:
         for conn in held:
             conn.close()
         server.close()
+
+
+def test_erase_the_text_under_a_brush_removes_the_brushed_area(plain: TestClient) -> None:
+    sid = new_session(plain)
+    image = upload(plain, sid, "unwant_text.jpg")["path"]
+    stroke = {"type": "stroke", "points": [[180, 70], [590, 70]], "width": 60}
+    response = plain.post(f"/api/sessions/{sid}/chat", json={"message": "erase the text", "gesture": stroke})
+    assert response.status_code == 200, response.text
+    steps = response.json()["steps"]
+    assert [s["tool"] for s in steps] == ["segment", "remove"]
+    assert steps[0]["args"]["exact"] is True
+    removed = response.json()["artifacts"][-1]
+    assert removed["tool"] == "remove" and removed["parent"] == image

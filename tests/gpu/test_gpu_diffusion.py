@@ -13,8 +13,6 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from igpt_tools.generate import BASE_KEY, Control, Request, SdGenerateBackend, controlnet_pipeline
-from igpt_tools.inpaint import POOL_KEY, SdInpaintBackend
 
 from igpt_server.errors import ServiceUnavailable
 from igpt_server.media import read_image_rgb
@@ -23,6 +21,8 @@ from igpt_server.perception.geometry import box_mask
 from igpt_server.settings import Settings
 from igpt_server.store import SessionStore
 from igpt_server.tooling.context import StoreToolContext
+from igpt_tools.generate import BASE_KEY, Control, Request, SdGenerateBackend, controlnet_pipeline
+from igpt_tools.inpaint import POOL_KEY, SdInpaintBackend
 from tests.tools.tiny_sd import tiny_model_dir
 
 pytestmark = pytest.mark.gpu

@@ -12,9 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from igpt_tools.ground import GroundingDinoBackend
-from igpt_tools.sam import SamSegmentBackend
-from igpt_tools.vqa import VisionQuery, VlmBackend
 
 from igpt_server import media
 from igpt_server.errors import ServiceUnavailable
@@ -23,6 +20,9 @@ from igpt_server.perception.gestures import Click, ClickPoint
 from igpt_server.settings import PoolSettings, Settings, VisionSettings
 from igpt_server.store import ArtifactKind, SessionStore
 from igpt_server.tooling.context import StoreToolContext
+from igpt_tools.ground import GroundingDinoBackend
+from igpt_tools.sam import SamSegmentBackend
+from igpt_tools.vqa import VisionQuery, VlmBackend
 from tests.helpers import DATA
 from tests.tiny_perception import tiny_grounding, tiny_sam, tiny_vlm
 

@@ -14,13 +14,13 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from igpt_tools.generate import SdGenerateBackend, controlnet_pipeline
 
 from igpt_server.models.pool import ModelPool
 from igpt_server.perception.geometry import box_mask
 from igpt_server.settings import Settings
 from igpt_server.store import SessionStore
 from igpt_server.tooling.context import StoreToolContext
+from igpt_tools.generate import SdGenerateBackend, controlnet_pipeline
 from tests.helpers import make_client, new_session, upload
 from tests.tools.tiny_sd import add_sketch, tiny_model_dir
 

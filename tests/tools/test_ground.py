@@ -16,6 +16,12 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 from groundingdino.util.inference import predict
+
+from igpt_server import media
+from igpt_server.models.pool import ModelPool
+from igpt_server.settings import Settings
+from igpt_server.store import ArtifactKind, SessionStore
+from igpt_server.tooling.context import StoreToolContext
 from igpt_tools.ground import (
     GroundingDinoBackend,
     find_grounding_files,
@@ -23,12 +29,6 @@ from igpt_tools.ground import (
     normalise_query,
 )
 from igpt_tools.sam import SamSegmentBackend
-
-from igpt_server import media
-from igpt_server.models.pool import ModelPool
-from igpt_server.settings import Settings
-from igpt_server.store import ArtifactKind, SessionStore
-from igpt_server.tooling.context import StoreToolContext
 from tests.helpers import DATA, make_client, new_session, upload
 from tests.tiny_perception import tiny_grounding, tiny_sam
 

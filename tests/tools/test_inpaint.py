@@ -13,8 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from igpt_tools.diffusion import fit_size, retry_smaller_on_oom
-from igpt_tools.inpaint import POOL_KEY, CropBox, SdInpaintBackend, crop_around, inward_alpha, paste
 from PIL import Image
 
 from igpt_server.errors import InvalidInput, ServiceUnavailable, ToolUnavailable
@@ -24,6 +22,8 @@ from igpt_server.perception.geometry import box_mask, dilate
 from igpt_server.settings import Settings
 from igpt_server.store import SessionStore
 from igpt_server.tooling.context import StoreToolContext
+from igpt_tools.diffusion import fit_size, retry_smaller_on_oom
+from igpt_tools.inpaint import POOL_KEY, CropBox, SdInpaintBackend, crop_around, inward_alpha, paste
 from tests.helpers import make_client, new_session, upload
 from tests.tools.tiny_sd import tiny_model_dir
 

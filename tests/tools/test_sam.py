@@ -16,15 +16,6 @@ import numpy as np
 import pytest
 import torch
 from fastapi.testclient import TestClient
-from igpt_tools.sam import (
-    SamConfig,
-    SamSegmentBackend,
-    SegmentEverythingTool,
-    build_sam,
-    find_checkpoint,
-    gesture_prompt,
-    stroke_points,
-)
 from segment_anything import SamPredictor
 
 from igpt_server import media
@@ -36,6 +27,15 @@ from igpt_server.store import ArtifactKind, SessionStore
 from igpt_server.tooling.context import StoreToolContext
 from igpt_server.tooling.registry import ToolRegistry
 from igpt_server.tooling.runner import ToolRunner
+from igpt_tools.sam import (
+    SamConfig,
+    SamSegmentBackend,
+    SegmentEverythingTool,
+    build_sam,
+    find_checkpoint,
+    gesture_prompt,
+    stroke_points,
+)
 from tests.helpers import DATA, make_client, new_session, upload
 from tests.tiny_perception import TINY_SAM, tiny_sam
 

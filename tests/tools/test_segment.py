@@ -170,3 +170,22 @@ def test_segment_says_when_nothing_is_found(client: TestClient, tmp_path: Path) 
     response = segment(client, sid, image_path=image, gesture={"type": "click", "points": [{"x": 80, "y": 60}]})
     assert response.status_code == 422 and response.json()["error"]["code"] == "nothing_selected"
     assert [a["kind"] for a in client.get(f"/api/sessions/{sid}").json()["artifacts"]] == ["image"]
+
+
+def test_exact_takes_the_brushed_area_itself(client: TestClient) -> None:
+    sid = new_session(client)
+    image = upload(client, sid, "unwant_text.jpg")["path"]
+    stroke = {"type": "stroke", "points": [[180, 70], [590, 70]], "width": 60}
+    response = segment(client, sid, image_path=image, gesture=stroke, exact=True)
+    assert response.status_code == 200, response.text
+    mask = mask_of(client, response.json()["artifacts"][0])
+    expected = geometry.rasterize_stroke(Stroke.model_validate(stroke), 429, 800)
+    assert (mask == expected).all()
+
+
+def test_exact_with_a_click_is_refused(client: TestClient) -> None:
+    sid = new_session(client)
+    image = upload(client, sid, "unwant_text.jpg")["path"]
+    click = {"type": "click", "points": [{"x": 300, "y": 70, "label": 1}]}
+    response = segment(client, sid, image_path=image, gesture=click, exact=True)
+    assert response.status_code == 422 and response.json()["error"]["code"] == "exact_needs_area"

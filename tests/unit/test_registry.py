@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from pydantic import Field
 
 from igpt_server.errors import NotFound, ToolUnavailable
 from igpt_server.settings import Settings
@@ -27,7 +28,7 @@ class Missing(Backend):
 
 class EchoArgs(ToolArgs):
     image_path: ImagePath
-    words: list[str] = []
+    words: list[str] = Field(default_factory=list)
 
 
 class Echo(Tool):
