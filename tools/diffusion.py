@@ -26,8 +26,8 @@ from itertools import chain
 from pathlib import Path
 from typing import Any, TypeVar
 
-from igpt_server.errors import ServiceUnavailable
-from igpt_server.models.pool import is_out_of_memory
+from igpt_server.errors import ServiceUnavailable, ToolUnavailable
+from igpt_server.models.pool import is_out_of_memory, torch_dtype
 from igpt_server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -169,3 +169,31 @@ def cpu_generator(seed: int) -> Any:
     import torch
 
     return torch.Generator("cpu").manual_seed(seed)
+
+
+def pipeline_loader(pipeline_class: str, path: Path, dtype: str, what: str) -> Callable[[str], Any]:
+    """A pool loader of the diffusers pipeline ``pipeline_class`` (e.g. ``"StableDiffusionPipeline"``)
+    from the local folder ``path``, in ``dtype``, without the safety checker; ``what`` names the
+    model in the error when the folder is incomplete."""
+
+    def load(device: str) -> Any:
+        import diffusers
+
+        try:
+            pipe = getattr(diffusers, pipeline_class).from_pretrained(
+                path,
+                torch_dtype=torch_dtype(dtype),
+                local_files_only=True,
+                safety_checker=None,
+                feature_extractor=None,
+                requires_safety_checker=False,
+            )
+        except (OSError, ValueError) as exc:
+            raise ToolUnavailable(
+                f"could not load {what} from {path}: {exc}; "
+                "check that it is a complete diffusers folder (model_index.json, unet/, vae/, ...)"
+            ) from exc
+        pipe.set_progress_bar_config(disable=True)
+        return pipe.to(device)
+
+    return load

@@ -20,7 +20,6 @@ from igpt_server.tooling.interface import (
     ToolContext,
     ToolOutput,
 )
-from igpt_tools.remove import check_mask_for
 
 
 class ExtractArgs(ToolArgs):
@@ -58,7 +57,7 @@ class ExtractTool(Tool):
     def run(self, args: ExtractArgs, ctx: ToolContext, backend: Backend) -> ToolOutput:
         image = ctx.read_image(args.image_path)
         mask = ctx.read_mask(args.mask_path)
-        check_mask_for(image, mask, args.image_path, args.mask_path)
+        geometry.check_mask_for(image, mask, args.image_path, args.mask_path)
         rgba, bbox = cut_out(image, mask)
         height, width = rgba.shape[:2]
         text = f"Cut out the selection of {args.image_path} as a {width}x{height} material (from box {list(bbox)})."

@@ -58,6 +58,7 @@ from igpt_tools.diffusion import (
     missing_message,
     non_blank,
     pipeline_geometry,
+    pipeline_loader,
     retry_smaller_on_oom,
 )
 
@@ -203,7 +204,11 @@ class SdGenerateBackend(Backend):
         device = ctx.pool.device_for(FAMILY)
         dtype = ctx.pool.dtype_for(FAMILY, device)
         with ctx.pool.use(
-            BASE_KEY, _base_loader(base_path, dtype), backend=self.name, device=device, dtype=dtype
+            BASE_KEY,
+            pipeline_loader("StableDiffusionPipeline", base_path, dtype, "Stable Diffusion"),
+            backend=self.name,
+            device=device,
+            dtype=dtype,
         ) as base:
             native, multiple = pipeline_geometry(base)
             if control is None or control_path is None:
@@ -283,29 +288,6 @@ def _controlled(pipe: Any, request: Request, control: Control, size: int, multip
 
 def _to_uint8(image: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)
-
-
-def _base_loader(path: Path, dtype: str) -> Callable[[str], Any]:
-    def load(device: str) -> Any:
-        from diffusers import StableDiffusionPipeline
-
-        try:
-            pipe = StableDiffusionPipeline.from_pretrained(
-                path,
-                torch_dtype=torch_dtype(dtype),
-                local_files_only=True,
-                safety_checker=None,
-                feature_extractor=None,
-                requires_safety_checker=False,
-            )
-        except (OSError, ValueError) as exc:
-            raise ToolUnavailable(
-                f"could not load Stable Diffusion from {path}: {exc}; check that it is a complete diffusers folder"
-            ) from exc
-        pipe.set_progress_bar_config(disable=True)
-        return pipe.to(device)
-
-    return load
 
 
 def _controlnet_loader(path: Path, dtype: str) -> Callable[[str], Any]:

@@ -36,6 +36,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from igpt_server.errors import InvalidInput, ToolUnavailable
+from igpt_server.models.pool import PooledModule
 from igpt_server.settings import Settings
 from igpt_server.store import ArtifactKind
 from igpt_server.tooling.interface import (
@@ -125,23 +126,13 @@ def _cached_bert() -> Path | None:
     return Path(found).parent if isinstance(found, str) else None
 
 
-class GroundingModel:
+class GroundingModel(PooledModule):
     """What the pool holds: the GroundingDINO network and its input resolution."""
 
     def __init__(self, model: Any, size: int, max_size: int) -> None:
         self.model = model
         self.size = size
         self.max_size = max_size
-
-    def to(self, device: str) -> GroundingModel:
-        self.model.to(device)
-        return self
-
-    def parameters(self) -> Any:
-        return self.model.parameters()
-
-    def buffers(self) -> Any:
-        return self.model.buffers()
 
 
 def load_grounding(files: GroundingFiles, device: str) -> GroundingModel:

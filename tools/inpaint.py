@@ -24,7 +24,6 @@ import cv2
 import numpy as np
 
 from igpt_server.errors import InvalidInput, ToolUnavailable
-from igpt_server.models.pool import torch_dtype
 from igpt_server.perception.geometry import mask_bbox
 from igpt_server.settings import Settings
 from igpt_server.tooling.interface import Backend, ToolContext
@@ -34,6 +33,7 @@ from igpt_tools.diffusion import (
     locate,
     missing_message,
     pipeline_geometry,
+    pipeline_loader,
     retry_smaller_on_oom,
 )
 
@@ -189,7 +189,13 @@ class SdInpaintBackend(Backend):
             guidance=self.guidance if guidance is None else guidance,
             seed=0 if seed is None else seed,
         )
-        with ctx.pool.use(POOL_KEY, _loader(path, dtype), backend=self.name, device=device, dtype=dtype) as pipe:
+        with ctx.pool.use(
+            POOL_KEY,
+            pipeline_loader("StableDiffusionInpaintPipeline", path, dtype, "Stable Diffusion inpainting"),
+            backend=self.name,
+            device=device,
+            dtype=dtype,
+        ) as pipe:
             native, multiple = pipeline_geometry(pipe)
             return retry_smaller_on_oom(
                 lambda size: _inpaint_at(pipe, image, mask, request, size, multiple),
@@ -235,29 +241,3 @@ def _inpaint_at(
     patch = _resize(np.clip(np.rint(result * 255), 0, 255).astype(np.uint8), box.width, box.height)
     feather_px = max(2, round(0.01 * max(box.width, box.height)))
     return paste(image, patch, mask, box, feather_px)
-
-
-def _loader(path: Path, dtype: str) -> Any:
-    """Load the inpainting pipeline from the diffusers folder ``path`` onto a device, in ``dtype``."""
-
-    def load(device: str) -> Any:
-        from diffusers import StableDiffusionInpaintPipeline
-
-        try:
-            pipe = StableDiffusionInpaintPipeline.from_pretrained(
-                path,
-                torch_dtype=torch_dtype(dtype),
-                local_files_only=True,
-                safety_checker=None,
-                feature_extractor=None,
-                requires_safety_checker=False,
-            )
-        except (OSError, ValueError) as exc:
-            raise ToolUnavailable(
-                f"could not load Stable Diffusion inpainting from {path}: {exc}; "
-                "check that it is a complete diffusers folder (model_index.json, unet/, vae/, ...)"
-            ) from exc
-        pipe.set_progress_bar_config(disable=True)
-        return pipe.to(device)
-
-    return load

@@ -28,7 +28,7 @@ from igpt_server.tooling.interface import (
     ToolOutput,
 )
 from igpt_tools.compose import blend_feather, soft_alpha
-from igpt_tools.remove import OpenCvInpaintBackend, check_mask_for
+from igpt_tools.remove import OpenCvInpaintBackend
 
 MAX_SHIFT = 100_000.0
 
@@ -77,7 +77,7 @@ class MoveTool(Tool):
         mask_path = args.mask_path or _active_selection(ctx, args.image_path)
         image = ctx.read_image(args.image_path)
         mask = ctx.read_mask(mask_path)
-        check_mask_for(image, mask, args.image_path, mask_path)
+        geometry.check_mask_for(image, mask, args.image_path, mask_path)
         if args.dx == 0 and args.dy == 0 and args.scale == 1.0:
             raise InvalidInput("nothing to move: give dx and dy (pixels) or a scale other than 1", code="no_move")
         target = moved_mask(mask, args.dx, args.dy, args.scale)

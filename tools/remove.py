@@ -82,18 +82,6 @@ def fill_region(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def check_mask_for(image: np.ndarray, mask: np.ndarray, image_path: str, mask_path: str) -> None:
-    """Raise :class:`InvalidInput` unless ``mask`` has ``image``'s size and selects something."""
-    if mask.shape != image.shape[:2]:
-        raise InvalidInput(
-            f"mask {mask_path!r} is {mask.shape[1]}x{mask.shape[0]} but image {image_path!r} is "
-            f"{image.shape[1]}x{image.shape[0]}; use a mask made for this image (select the object on it again)",
-            code="mask_size_mismatch",
-        )
-    if not mask.any():
-        raise InvalidInput(f"mask {mask_path!r} selects nothing; select an object first", code="empty_mask")
-
-
 class RemoveTool(Tool):
     name = "remove"
     description = (
@@ -107,7 +95,7 @@ class RemoveTool(Tool):
     def run(self, args: RemoveArgs, ctx: ToolContext, backend: OpenCvInpaintBackend) -> ToolOutput:
         image = ctx.read_image(args.image_path)
         mask = ctx.read_mask(args.mask_path)
-        check_mask_for(image, mask, args.image_path, args.mask_path)
+        geometry.check_mask_for(image, mask, args.image_path, args.mask_path)
         grow = geometry.dilation_for(mask)
         hole = geometry.dilate(mask, grow)
         result = backend.inpaint(ctx, image, hole)

@@ -11,8 +11,7 @@ import secrets
 
 from pydantic import Field, field_validator
 
-from igpt_server.errors import InvalidInput
-from igpt_server.perception.geometry import dilate, dilation_for
+from igpt_server.perception.geometry import check_mask_for, dilate, dilation_for
 from igpt_server.store.artifacts import ArtifactKind
 from igpt_server.tooling.interface import (
     ImagePath,
@@ -61,17 +60,7 @@ class ReplaceTool(Tool):
     def run(self, args: ReplaceArgs, ctx: ToolContext, backend: SdInpaintBackend) -> ToolOutput:
         image = ctx.read_image(args.image_path)
         mask = ctx.read_mask(args.mask_path)
-        height, width = image.shape[:2]
-        if mask.shape != (height, width):
-            raise InvalidInput(
-                f"mask {args.mask_path!r} is {mask.shape[1]}x{mask.shape[0]} but image {args.image_path!r} "
-                f"is {width}x{height}; use a mask made for this image",
-                code="mask_size_mismatch",
-            )
-        if not mask.any():
-            raise InvalidInput(
-                f"mask {args.mask_path!r} covers nothing; select the object to replace first", code="empty_mask"
-            )
+        check_mask_for(image, mask, args.image_path, args.mask_path)
         seed = secrets.randbelow(2**32) if args.seed is None else args.seed
         prompt = args.prompt
         grow = dilation_for(mask) if args.dilate is None else args.dilate

@@ -41,6 +41,7 @@ import numpy as np
 from pydantic import Field
 
 from igpt_server.errors import IgptError, InvalidInput, NotFound, ServiceUnavailable, ToolUnavailable
+from igpt_server.models.pool import PooledModule
 from igpt_server.perception.geometry import box_mask, mask_bbox
 from igpt_server.perception.gestures import Box, Click, check_inside
 from igpt_server.settings import Settings
@@ -187,23 +188,13 @@ def find_vlm_dir(model_dir: Path | None) -> Path:
     return folder
 
 
-class VlmModel:
+class VlmModel(PooledModule):
     """What the pool holds: a transformers image-text-to-text model and its processor."""
 
     def __init__(self, model: Any, processor: Any, dtype: Any) -> None:
         self.model = model
         self.processor = processor
         self.dtype = dtype
-
-    def to(self, device: str) -> VlmModel:
-        self.model.to(device)
-        return self
-
-    def parameters(self) -> Any:
-        return self.model.parameters()
-
-    def buffers(self) -> Any:
-        return self.model.buffers()
 
 
 def load_vlm(folder: Path, device: str, dtype: str) -> VlmModel:

@@ -12,7 +12,9 @@ One turn (:meth:`Controller.chat_events`):
    tool through ``services.runner``; ``recovered`` names the arguments it filled or fixed;
 4. the observation goes back to the LLM (tool errors too, with a bounded number of retries)
    until it answers; an LLM that does not write replies (the embedded one) or none at all
-   gets a reply composed from the observations.
+   gets a reply composed from the observations, and a tool error ends its turn with the
+   error's message (its retry would only repeat the auxiliary control's call).
+
 
 Undo is the controller's own tool (``undo``): it restores the active image and selection
 that the last state-changing step replaced, from the ``before`` record every step keeps
@@ -271,8 +273,11 @@ class Controller:
             errors += 1
             repeated = outcome.key in failed
             failed.add(outcome.key)
-            if errors > MAX_TOOL_ERRORS or repeated or self._llm_gone(turn):
+            # a weak LLM's retry is not trusted and the auxiliary control would repeat its
+            # own call, so only an LLM that writes replies gets the error back to retry
+            if errors > MAX_TOOL_ERRORS or repeated or not self._llm_writes_replies(turn):
                 return self._error_reply(call["name"], outcome)
+
         if last_ai is not None and not last_ai.tool_calls:
             return self._final_text(turn, last_ai)
         return self._composed(turn)

@@ -164,6 +164,8 @@ STOP_WORDS = _words(
 PREPOSITIONS_OF_REPLACEMENT = ("into", "with", "to", "by", "for")
 DETERMINERS = _words("the a an this that these those my its it his her their our your some any all every one")
 #: words that are never part of an object phrase ("please remove the dog in the photo")
+#: greetings and small talk: no question about the picture
+SMALL_TALK = _words("hello hi hey thanks thank ok okay good great nice cool bye goodbye yes no doing going")
 FILLER = _words(
     "please can could would you i me we let us just now also too again kindly thanks thank "
     "be is are was were what which who where how why there here do does did"

@@ -23,6 +23,7 @@ from igpt_server.controller.lexicon import (
     REF_RULES,
     SCALE_DOWN,
     SCALE_UP,
+    SMALL_TALK,
     STOP_WORDS,
     VERB_RULES,
     Intent,
@@ -103,7 +104,7 @@ def parse_request(text: str) -> ParsedRequest:
         intents = [IntentMatch(Intent.QUESTION, 0.5, "?", 0, 0, 0)]
     weak_question = bool(intents) and intents[0].intent is Intent.QUESTION and intents[0].score < 2
     # a bare "who"/"why"/"?" is a question about the picture only if it names something
-    if weak_question and not refs and _object_phrase(text, tokens, intents[0], reference_only) is None:
+    if weak_question and not refs and not _content_words(tokens):
         intents = [m for m in intents if m.intent is not Intent.QUESTION]
 
     parsed = ParsedRequest(text=text, words=len(text.split()), intents=intents, refs=refs)
@@ -116,6 +117,12 @@ def parse_request(text: str) -> ParsedRequest:
         if best.intent in (Intent.REPLACE, Intent.GENERATE):
             parsed.replacement = _replacement(text, tokens, best)
     return parsed
+
+
+def _content_words(tokens: list[Token]) -> list[str]:
+    """Words that name something ("desk" in "what is on the desk?"), not filler or small talk."""
+    ignored = FILLER | DETERMINERS | STOP_WORDS | SMALL_TALK
+    return [t.text for t in tokens if t.text not in ignored and not t.text.isdigit()]
 
 
 def _blank(text: str, paths: list[str]) -> str:

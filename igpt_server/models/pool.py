@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
 
 from pydantic import BaseModel
 
@@ -493,3 +493,20 @@ def _cuda_supports_bf16() -> bool:
         return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
     except Exception:
         return False
+
+
+class PooledModule:
+    """Base of what the pool holds when a torch module travels with other parts (a processor,
+    input sizes): moving, memory accounting and offloading follow ``self.model``."""
+
+    model: Any
+
+    def to(self, device: str) -> Self:
+        self.model.to(device)
+        return self
+
+    def parameters(self) -> Any:
+        return self.model.parameters()
+
+    def buffers(self) -> Any:
+        return self.model.buffers()

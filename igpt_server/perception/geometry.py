@@ -9,6 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from igpt_server.errors import InvalidInput
 from igpt_server.perception.gestures import Box, Click, Drag, Stroke
 
 #: radius in pixels of the disc a click touches (for OCR hit tests)
@@ -279,3 +280,15 @@ def transform_mask(mask: np.ndarray, dx: float, dy: float, scale: float = 1.0) -
         return mask.copy()
     height, width = mask.shape
     return warp(mask, move_matrix(centre, dx, dy, scale), height, width)
+
+
+def check_mask_for(image: np.ndarray, mask: np.ndarray, image_path: str, mask_path: str) -> None:
+    """Raise :class:`InvalidInput` unless ``mask`` has ``image``'s size and selects something."""
+    if mask.shape != image.shape[:2]:
+        raise InvalidInput(
+            f"mask {mask_path!r} is {mask.shape[1]}x{mask.shape[0]} but image {image_path!r} is "
+            f"{image.shape[1]}x{image.shape[0]}; use a mask made for this image (select the object on it again)",
+            code="mask_size_mismatch",
+        )
+    if not mask.any():
+        raise InvalidInput(f"mask {mask_path!r} selects nothing; select an object first", code="empty_mask")

@@ -292,3 +292,13 @@ def test_an_llm_failure_mid_stream_is_an_error_event(rig: Rig) -> None:
     events = list(rig.controller.chat_events(sid, "tell me a joke"))
     assert [e for e, _ in events] == ["error", "done"]
     assert events[0][1]["error"]["code"] == "llm_unavailable"
+
+
+def test_an_llm_that_writes_no_replies_is_not_asked_to_retry(rig: Rig) -> None:
+    sid, image, _ = rig.session_with()
+    BrokenTool.calls = 0
+    model = scripted(*[call("broken", image_path=image)] * 4)
+    rig.controller.llm = ChatLLM(model=model, label="weak", writes_replies=False)
+    turn = rig.controller.chat(sid, "sharpen the photo")
+    assert BrokenTool.calls == 1 and len(model.seen) == 1
+    assert turn.reply.startswith("The broken tool could not do it") and "exploded" in turn.reply

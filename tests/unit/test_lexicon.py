@@ -30,6 +30,7 @@ from igpt_server.controller.parse import find_paths, parse_request
         ("how many dogs are there?", Intent.QUESTION),
         ("is there a cat?", Intent.QUESTION),
         ("what is this?", Intent.QUESTION),
+        ("what is on the desk?", Intent.QUESTION),
         ("describe the image", Intent.DESCRIBE),
         ("find the bench", Intent.GROUND),
         ("where is the dog?", Intent.GROUND),
