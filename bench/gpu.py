@@ -4,6 +4,9 @@ Models have their real architectures with random weights (they cost the same tim
 memory as trained ones, and nothing is downloaded):
 
 * SAM ViT-H (segment-anything): image embedding latency, per-click decoding latency;
+* SAM 2.1 Hiera-L (the ``sam2`` package, built from its own ``sam2.1_hiera_l`` config):
+  the same two figures, the encoder in fp32 and stored in bf16/fp16 as the ``sam2`` backend
+  runs it (:func:`igpt_tools.sam.run_encoder_in`);
 * Stable Diffusion 1.5 inpainting (UNet 9 channels, VAE, CLIP ViT-L/14 text encoder) and
   SD 1.5 + a ControlNet (built the way the ``generate`` tool builds it, sharing the base
   pipeline's modules): 512 and 1024 px, 25 steps, classifier-free guidance;
@@ -42,7 +45,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 TRUCK = ROOT / "tests" / "data" / "truck.jpg"
-SECTIONS = ("sam", "inpaint", "controlnet", "ground")
+SECTIONS = ("sam", "sam2", "inpaint", "controlnet", "ground")
 MiB = 1024 * 1024
 
 
@@ -207,6 +210,45 @@ def bench_sam(plan: Plan, keep: dict[str, Any]) -> list[Row]:
         rows.append(Row("sam", f"{name} image embedding", dtype, embed, weights, peak, note))
         rows.append(Row("sam", f"{name} one click (decoder)", dtype, per_click, weights, peak))
     keep["sam"] = sam
+    return rows
+
+
+def bench_sam2(plan: Plan, keep: dict[str, Any]) -> list[Row]:
+    """SAM 2.1 Hiera-L: embedding and per-click latency, encoder fp32, then stored in half precision."""
+    import torch
+    from sam2.sam2_image_predictor import SAM2ImagePredictor
+
+    from igpt_tools.sam import run_encoder_in
+    from igpt_tools.sam2 import TINY_SAM2, Sam2Config, build_sam2_model
+
+    baseline = _allocated(plan)
+    config = Sam2Config.model_validate(TINY_SAM2) if plan.smoke else Sam2Config(checkpoint="random.pt")
+    model = build_sam2_model(config).to(plan.device).eval()
+    name = "tiny SAM 2" if plan.smoke else "SAM 2.1 Hiera-L"
+    predictor = SAM2ImagePredictor(model)
+    image = _truck(1800 if not plan.smoke else 640)
+    clicks = [(image.shape[1] * (i + 1) // (plan.clicks + 1), image.shape[0] // 2) for i in range(plan.clicks)]
+    rows = []
+    for dtype in ("fp32", plan.autocast_half):
+        if dtype != "fp32":
+            run_encoder_in(model.image_encoder, _torch_dtype(dtype))  # what the sam2 backend does on a GPU
+        _free(plan)
+        _reset_peak(plan)
+        with torch.inference_mode():
+            predictor.set_image(image)  # warm-up
+            embed = _median_ms(plan, lambda: predictor.set_image(image), plan.repeats)
+
+            def click(point: tuple[int, int]) -> None:
+                predictor.predict(point_coords=np.array([point]), point_labels=np.array([1]), multimask_output=True)
+
+            click(clicks[0])
+            per_click = statistics.median(_median_ms(plan, lambda p=p: click(p), 1) for p in clicks)  # type: ignore[misc]
+        peak = _peak_mib(plan, baseline)
+        weights = _weights_mib(plan, model)
+        note = "encoder weights in " + dtype if dtype != "fp32" else ""
+        rows.append(Row("sam2", f"{name} image embedding", dtype, embed, weights, peak, note))
+        rows.append(Row("sam2", f"{name} one click (decoder)", dtype, per_click, weights, peak))
+    keep["sam2"] = model
     return rows
 
 
@@ -510,6 +552,7 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         sections: dict[str, Callable[[], list[Row]]] = {
             "sam": lambda: bench_sam(plan, keep),
+            "sam2": lambda: bench_sam2(plan, keep),
             "inpaint": lambda: bench_inpaint(plan, keep, work),
             "controlnet": lambda: bench_controlnet(plan, keep, work),
             "ground": lambda: bench_ground(plan, keep, work),

@@ -21,6 +21,27 @@ and without pointing), and the median seconds per turn. Run::
     python bench/routing.py                       # both LLMs, all scenarios
     python bench/routing.py --llm perfect --only remove
     python bench/routing.py --json routing.json --verbose
+
+The phrasing set (``bench/phrasings.jsonl``, one request a line, at least 150) holds everyday
+requests written from outside the lexicon's own words (the seed paper's and the InternGPT /
+Visual ChatGPT demos' prompts, how people ask photo editors, idioms and one-word requests;
+``src`` says where each comes from). Each names the tool its first step must call (a list:
+any of them; null: nothing may run, the user is asked back) and the arguments that decide the
+region ("region": "background"), and a set-up: ``mask`` (the dog selected), ``click`` (a click
+on the dog sent with the message), ``truck_click``, ``text`` (a photo with text, nothing
+pointed at), ``none`` (nothing selected), ``after_remove`` (the dog removed in a turn before).
+
+``--table`` runs everything in ONE run and writes the JSON of the run under
+``bench/results/``: per LLM, first-try right on the lexicon's scenarios and on the phrasings,
+turns that edited the wrong region (an edit where the request was scoped elsewhere or should
+have been asked back, or an edit of another region than the one asked), how often the LLM's
+own proposal was right (recorded in the turn: ``Controller.last_llm_proposal``; only where
+the LLM is consulted), and the controller's overhead per turn (turn time minus the time spent
+in tools, measured around ``ToolRunner.call``). LLMs: ``rules`` (``llm.provider = none``),
+``embedded`` (the default: SmolLM2 configured, consulted only where it adds something, i.e.
+never on these turns), ``embedded-consulted`` (SmolLM2 asked first on every turn, to record its
+own proposals; run in a child process, since a broken llama.cpp build can crash it), and
+``perfect``.
 """
 
 from __future__ import annotations
@@ -587,8 +608,7 @@ def run_turn(services: Services, sid: str, scenario: Scenario, turn: Turn, perfe
 
 def run(llm: str, chosen: list[Scenario], verbose: bool) -> list[Result]:
     with tempfile.TemporaryDirectory(prefix="igpt-routing-") as tmp:
-        provider = "embedded" if llm == "embedded" else "none"
-        services = Services.build(Settings(data_dir=Path(tmp), llm={"provider": provider}))
+        services = build(llm, tmp)
         perfect = None
         if llm == "perfect":
             perfect = PerfectLLM()
@@ -627,13 +647,269 @@ def summary(llm: str, results: list[Result]) -> dict[str, Any]:
     }
 
 
+# ---- the phrasing set -----------------------------------------------------------------------
+
+PHRASINGS = Path(__file__).with_name("phrasings.jsonl")
+RESULTS = Path(__file__).with_name("results")
+DOG_CLICK = click(260, 330)
+TRUCK_CLICK = click(500, 375)
+#: tools whose step changes the image (a wrong one of these edits the wrong region)
+EDITS = {"remove", "replace", "move", "adjust", "crop", "compose", "generate"}
+
+
+@dataclass
+class Phrasing:
+    say: str
+    tool: str | list[str] | None
+    setup: str
+    src: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+def phrasings() -> list[Phrasing]:
+    return [Phrasing(**json.loads(line)) for line in PHRASINGS.read_text(encoding="utf-8").splitlines() if line]
+
+
+def phrasing_scenario(p: Phrasing) -> tuple[Scenario, dict[str, Any] | None]:
+    """The session set-up of a phrasing and the gesture sent with it."""
+    photo = {"truck_click": "truck.jpg", "text": "unwant_text.jpg"}.get(p.setup, "dog_on_bench.png")
+    mask = "dog_on_bench_mask.png" if p.setup in ("mask", "after_remove") else None
+    gesture = {"click": DOG_CLICK, "truck_click": TRUCK_CLICK}.get(p.setup)
+    turns = [Turn("remove it", "remove")] if p.setup == "after_remove" else []
+    return Scenario(p.say, photo, turns, mask=mask), gesture
+
+
+@dataclass
+class PhrasingResult:
+    say: str
+    src: str
+    expected: Any
+    got: str | None
+    right: bool
+    wrong_region: bool
+    seconds: float
+    tool_seconds: float
+    proposal: str | None
+    detail: str = ""
+
+
+def run_phrasing(services: Services, p: Phrasing, timer: ToolTimer) -> PhrasingResult:
+    from pydantic import TypeAdapter
+
+    from igpt_server.perception.gestures import Gesture
+
+    scenario, gesture_json = phrasing_scenario(p)
+    sid = _session_for(services, p.setup, scenario)
+    for turn in scenario.turns:
+        services.controller.chat(sid, turn.say)
+    gesture = TypeAdapter(Gesture).validate_python(gesture_json) if gesture_json else None
+    expected = p.tool if isinstance(p.tool, list) else [p.tool] if p.tool else []
+    timer.spent = 0.0
+    services.controller.last_llm_proposal = None
+    started = time.perf_counter()
+    try:
+        chat = services.controller.chat(sid, p.say, gesture)
+    except Exception as exc:
+        seconds = time.perf_counter() - started
+        return PhrasingResult(p.say, p.src, p.tool, None, False, False, seconds, timer.spent, None, repr(exc)[:120])
+    seconds = time.perf_counter() - started
+    steps = [s for s in chat.steps if s.tool != "segment" or "segment" in expected]
+    got = steps[0].tool if steps else None
+    wrong: list[str] = []
+    if steps:
+        for name, want in p.args.items():
+            if not matches(want, steps[0].args.get(name)):
+                wrong.append(f"{name}={steps[0].args.get(name)!r} (want {want!r})")
+    right = (got in expected and not wrong) if expected else got is None
+    edited = any(s.tool in EDITS and not s.observation.startswith(("not run", "Error")) for s in steps)
+    wrong_region = bool(edited and not right and (got not in expected or wrong))
+    detail = "" if right else (chat.reply[:100] if got is None else "; ".join(wrong))
+    proposal = services.controller.last_llm_proposal
+    return PhrasingResult(p.say, p.src, p.tool, got, right, wrong_region, seconds, timer.spent, proposal, detail)
+
+
+_SESSIONS: dict[tuple[int, str], tuple[str, str | None, str | None]] = {}
+
+
+def _session_for(services: Services, kind: str, scenario: Scenario) -> str:
+    """One session per set-up, put back to its uploaded image and selection before each
+    phrasing (so per-image caches of the tools, such as the segmenter's edge map, are reused
+    as they would be in a person's session)."""
+    key = (id(services), kind)
+    if key not in _SESSIONS:
+        sid = setup(services, scenario)
+        state = services.store.get(sid)
+        _SESSIONS[key] = (sid, state.active_image, state.active_mask)
+    sid, image, mask = _SESSIONS[key]
+    services.store.update_state(sid, active_image=image, active_mask=mask)
+    return sid
+
+
+class ToolTimer:
+    """Wraps ``ToolRunner.call`` to add up the seconds spent in tools during a turn."""
+
+    def __init__(self, services: Services) -> None:
+        self.spent = 0.0
+        inner = services.runner.call
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self.spent += time.perf_counter() - started
+
+        services.runner.call = timed  # type: ignore[method-assign]
+
+
+def build(llm: str, tmp: str) -> Services:
+    provider = "embedded" if llm.startswith("embedded") else "none"
+    services = Services.build(Settings(data_dir=Path(tmp), llm={"provider": provider}))
+    if llm == "embedded-consulted":
+        services.controller.consult_llm = True
+    return services
+
+
+def run_table_llm(llm: str, verbose: bool, partial: Path | None = None) -> dict[str, Any]:
+    """Phrasings, then scenarios, with one LLM: the figures and every turn. With ``partial``,
+    the row so far is written there after every phrasing (a run cut short keeps its turns)."""
+    scenario_results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="igpt-phrasings-") as tmp:
+        services = build(llm, tmp)
+        perfect = None
+        if llm == "perfect":
+            perfect = PerfectLLM()
+            services.controller.llm = ChatLLM.of(perfect, "scripted perfect LLM")
+        timer = ToolTimer(services)
+        results = []
+        for p in phrasings():
+            if perfect is not None:
+                tool = p.tool[0] if isinstance(p.tool, list) else p.tool
+                perfect.expected = {"tool": tool, "args": {k: v for k, v in p.args.items() if v not in ("<0", ">0")}}
+            r = run_phrasing(services, p, timer)
+            results.append(r)
+            if verbose:
+                print(f"  [{llm}] {'ok ' if r.right else 'BAD'} {p.say!r} -> {r.got} {r.detail}", flush=True)
+            if partial is not None:
+                partial.write_text(json.dumps(table_row(llm, scenario_results, results), default=str))
+        services.close()
+    scenario_results = run(llm, scenarios(), verbose)
+    return table_row(llm, scenario_results, results)
+
+
+def table_row(llm: str, scenario_results: list[Result], results: list[PhrasingResult]) -> dict[str, Any]:
+    def pct(part: int, whole: int) -> float | None:
+        return round(100.0 * part / whole, 1) if whole else None
+
+    overheads = [max(0.0, r.seconds - r.tool_seconds) * 1000 for r in results]
+    rules_only = [
+        max(0.0, r.seconds - r.tool_seconds) * 1000 for r in results if r.got is not None and r.proposal is None
+    ]
+    consulted = [r for r in results if r.proposal is not None]
+    proposal_right = [
+        r
+        for r in consulted
+        if r.proposal in (r.expected if isinstance(r.expected, list) else [r.expected] if r.expected else [""])
+    ]
+    return {
+        "llm": llm,
+        "scenario_turns": len(scenario_results),
+        "scenarios_right_pct": pct(sum(r.right for r in scenario_results), len(scenario_results)),
+        "phrasings": len(results),
+        "phrasings_right_pct": pct(sum(r.right for r in results), len(results)),
+        "wrong_region_turns": sum(r.wrong_region for r in results),
+        "llm_consulted_turns": len(consulted),
+        "llm_proposal_right_pct": pct(len(proposal_right), len(consulted)),
+        "overhead_ms_median": round(statistics.median(overheads), 1) if overheads else None,
+        "overhead_ms_p90": round(sorted(overheads)[int(0.9 * (len(overheads) - 1))], 1) if overheads else None,
+        "overhead_ms_median_rules_decided": round(statistics.median(rules_only), 1) if rules_only else None,
+        "wrong_phrasings": [f"{r.say!r} -> {r.got} {r.detail}" for r in results if not r.right],
+        "turns": [r.__dict__ for r in results],
+        "scenario_results": [r.__dict__ for r in scenario_results],
+    }
+
+
+#: the in-process rows of the table: "rules" (provider none) routes exactly as "embedded" (the
+#: embedded LLM is not consulted by default), and "perfect" only shows the arguments' recovery
+#: with an oracle; both are left out of the one run to keep it within the machine's time
+TABLE_LLMS = ("embedded",)
+
+
+def table(verbose: bool) -> Path:
+    """Every LLM in one run; prints the table and writes the run's JSON under bench/results/."""
+    import platform
+    import subprocess
+
+    rows = []
+    RESULTS.mkdir(exist_ok=True)
+    for llm in TABLE_LLMS:
+        rows.append(run_table_llm(llm, verbose, RESULTS / f"partial-{llm}.json"))
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "consulted.json"
+        child = subprocess.run(
+            [sys.executable, __file__, "--table-llm", "embedded-consulted", "--json", str(out)],
+            capture_output=True,
+            text=True,
+        )
+        if child.returncode == 0 and out.is_file():
+            rows.append(json.loads(out.read_text()))
+        else:
+            rows.append(
+                {
+                    "llm": "embedded-consulted",
+                    "error": f"the child process ended with {child.returncode}: {child.stderr.strip()[-300:]}",
+                }
+            )
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"routing-{stamp}.json"
+    meta = {"when_utc": stamp, "python": platform.python_version(), "machine": platform.machine()}
+    path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1, default=str))
+    header = (
+        "llm",
+        "scenarios right %",
+        "phrasings right %",
+        "wrong-region turns",
+        "LLM proposal right % (consulted turns)",
+        "overhead ms median (p90)",
+    )
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        if "error" in row:
+            print(f"| {row['llm']} | {row['error'][:120]} | | | | |")
+            continue
+        proposal = (
+            f"{row['llm_proposal_right_pct']} ({row['llm_consulted_turns']})"
+            if row["llm_consulted_turns"]
+            else "not consulted"
+        )
+        print(
+            f"| {row['llm']} | {row['scenarios_right_pct']} ({row['scenario_turns']}) | "
+            f"{row['phrasings_right_pct']} ({row['phrasings']}) | {row['wrong_region_turns']} | {proposal} | "
+            f"{row['overhead_ms_median']} ({row['overhead_ms_p90']}) |"
+        )
+    print(f"JSON: {path}")
+    return path
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--llm", choices=["embedded", "perfect", "both"], default="both")
     parser.add_argument("--only", help="run the scenarios whose name contains this text")
     parser.add_argument("--json", type=Path, help="also write the figures and every turn here")
     parser.add_argument("--verbose", action="store_true", help="print every turn")
+    parser.add_argument("--table", action="store_true", help="the whole table in one run (JSON under bench/results/)")
+    parser.add_argument("--table-llm", help=argparse.SUPPRESS)  # one row, in a child process
     args = parser.parse_args(argv)
+    if args.table:
+        table(args.verbose)
+        return
+    if args.table_llm:
+        one = run_table_llm(args.table_llm, args.verbose)
+        if args.json is not None:
+            args.json.write_text(json.dumps(one, default=str))
+        return
     chosen = [s for s in scenarios() if args.only is None or args.only in s.name]
     llms = ["perfect", "embedded"] if args.llm == "both" else [args.llm]
     turns = sum(len(s.turns) for s in chosen)

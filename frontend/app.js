@@ -1,487 +1,126 @@
 /**
- * The canvas page: wires the stage, the toolbar, the chat, the voice button, the strip and
- * the tools panel to the server. The server's session is the truth: after every change the
- * page reads the session back (active image, active selection, artifacts).
+ * The canvas page: makes its parts and wires them to each other and to the server.
+ *
+ *   session.js       the session (start, read back, show)      state.js    shared state
+ *   pointing.js      gestures -> selection, OCR, move, sketch   marks.js    the marks (pure)
+ *   selection.js     the selection's objects (mask pixels)      geometry.js display <-> image
+ *   conversation.js  chat turns with progress and Stop          turn.js     the SSE turn
+ *   actions.js       one-step actions (Erase, Cut out, ...)     history.js  undo / redo
+ *   exporter.js      the Export menu's downloads                compare.js  before / after
+ *   toolbar.js       what the buttons and hints show            keys.js     shortcuts, help
+ *   ui.js            toasts, the busy pill                      auth.js     API keys
+ *   stage.js, chat.js, strip.js, tools-panel.js, voice.js, video.js, api.js, sse.js
  */
 
+import { ACTIONS, actionForKey, runAction } from "./actions.js";
 import { ApiError, api } from "./api.js";
+import { setupAuth } from "./auth.js";
 import { ChatLog } from "./chat.js";
-import { boxGesture, clickGesture, dragGesture, strokeGesture } from "./geometry.js";
+import { send, stop } from "./conversation.js";
+import { holdBefore, releaseBefore, showBefore, toggleCompare } from "./compare.js";
+import { exportCutout, exportImage, exportMask } from "./exporter.js";
+import { redo, undo } from "./history.js";
+import { bindKeys, renderHelp } from "./keys.js";
+import { emptyMarks, hasMarks } from "./marks.js";
+import { bindPointing, ocrButton, selectButton } from "./pointing.js";
+import { applySession, refresh, startSession } from "./session.js";
 import { Stage } from "./stage.js";
+import { page, state } from "./state.js";
 import { Strip } from "./strip.js";
+import { buildActions, setAdd, setExclude, setMode, showWidth, updateUi } from "./toolbar.js";
 import { renderTools } from "./tools-panel.js";
+import { autosize, busyPill, errorMessage, toast } from "./ui.js";
 import { VoiceButton } from "./voice.js";
+import { attachVideo } from "./video.js";
 
 const $ = (id) => document.getElementById(id);
-const SESSION_KEY = "igpt.session";
 
-const HINTS = {
-  click: "Click the object to select it · Shift or right click excludes a part",
-  box: "Drag a box around something · then Select, OCR, or ask",
-  brush: "Paint over the object · Shift adds to the selection",
-  move: "Drag the selected object to its new place",
-  sketch: "Draw strokes for generation · then describe what to make",
-  pan: "Drag to pan · wheel or pinch to zoom",
-};
+page.stage = new Stage($("canvas"));
+page.log = new ChatLog($("log"), (artifact) => pickImage(artifact));
+page.strip = new Strip($("strip"), (artifact) => pickImage(artifact));
+page.refresh = refresh;
+page.apply = applySession;
+page.updateUi = updateUi;
+page.busy = busy;
 
-const emptyMarks = () => ({ points: [], box: null, strokes: [], sketches: [] });
+// a small handle for tests and the curious (read-only use)
+window.igpt = { stage: page.stage, state, api };
 
-const state = {
-  session: null,
-  artifacts: [],
-  image: null, // the active image artifact
-  mask: null, // the active selection, when it is a mask of the active image
-  shown: { image: null, mask: null }, // paths drawn on the stage
-  marks: emptyMarks(),
-  mode: "click",
-  turn: null, // AbortController of the running chat turn
-  selectedFrom: null, // {mask, gesture}: the selection made from the current gesture
-  busy: 0,
-  tools: [],
-};
-const undoStack = [];
+// ---- busy and errors ----------------------------------------------------------------------
 
-const stage = new Stage($("canvas"));
-const log = new ChatLog($("log"), (artifact) => pickImage(artifact));
-const strip = new Strip($("strip"), (artifact) => pickImage(artifact));
-
-// expose a small handle for tests and the curious (read-only use)
-window.igpt = { stage, state, api };
-
-// ---- session ---------------------------------------------------------------------------
-
-async function startSession(fresh = false) {
-  let id = fresh ? null : localStorage.getItem(SESSION_KEY);
-  let data = null;
-  if (id) {
-    try {
-      data = await api.session(id);
-    } catch (err) {
-      if (!(err instanceof ApiError && err.status === 404)) throw err;
-      id = null;
-    }
-  }
-  if (!id) {
-    id = (await api.createSession()).id;
-    localStorage.setItem(SESSION_KEY, id);
-    data = await api.session(id);
-  }
-  state.session = id;
-  state.shown = { image: null, mask: null };
-  state.marks = emptyMarks();
-  undoStack.length = 0;
-  log.clear();
-  replayMessages(data.messages || []);
-  await applySession(data);
-}
-
-/** Read the session back and show its active image and selection. */
-async function refresh() {
-  await applySession(await api.session(state.session));
-}
-
-async function applySession(data) {
-  state.artifacts = data.artifacts;
-  const byPath = new Map(data.artifacts.map((a) => [a.path, a]));
-  const image = data.active_image ? byPath.get(data.active_image) || null : null;
-  const mask = data.active_mask ? byPath.get(data.active_mask) || null : null;
-  const imageChanged = (image && image.path) !== state.shown.image;
-  state.image = image;
-  state.mask = mask && image && mask.parent === image.path ? mask : null;
-  if (imageChanged) {
-    state.marks = emptyMarks();
-    if (image) {
-      const img = await loadImage(image.url);
-      stage.setImage(img, { keepView: state.shown.image !== null });
-    } else {
-      stage.clearImage();
-    }
-    state.shown = { image: image ? image.path : null, mask: null };
-  }
-  const maskPath = state.mask ? state.mask.path : null;
-  if (maskPath !== state.shown.mask) {
-    stage.setMask(state.mask ? await loadImage(state.mask.url) : null);
-    state.shown.mask = maskPath;
-  }
-  $("stage").classList.toggle("has-image", Boolean(image));
-  strip.render(state.artifacts, image ? image.path : null);
+/** Run `fn` with the busy pill; shows the server's error message when it fails. */
+async function busy(text, fn) {
+  state.busy += 1;
+  busyPill.show(text);
+  $("stage").classList.add("is-working");
   updateUi();
-}
-
-/** Show a session's history again (after a reload), as the live page showed it. */
-function replayMessages(messages) {
-  for (const m of messages) {
-    const data = m.data || {};
-    if (m.role === "user") log.user(m.content, data.gesture ? `with ${describeGesture(data.gesture)}` : "");
-    else if (m.role === "assistant") log.assistant(m.content);
-    else if (m.role === "tool" && data.intent) {
-      // a gesture: selections and sketch strokes show on the image, not in the chat
-      if (data.intent === "ocr") log.note("Text (OCR)", m.content);
-      else if (data.intent === "move") log.note("Move", m.content);
-    } else if (m.role === "tool" && data.tool) {
-      log.step({ tool: data.tool, args: data.args, observation: data.observation || m.content, recovered: data.recovered || [] });
+  try {
+    return await fn();
+  } catch (err) {
+    showError(err);
+    return undefined;
+  } finally {
+    state.busy = Math.max(0, state.busy - 1);
+    if (state.busy === 0) {
+      busyPill.hide();
+      $("stage").classList.remove("is-working");
     }
+    updateUi();
   }
 }
 
-function loadImage(url) {
-  return new Promise((resolve, reject) => {
-    const img = new Image();
-    img.onload = () => resolve(img);
-    img.onerror = () => reject(new ApiError(0, "image_load", `could not load ${url}`));
-    img.src = url;
-  });
+function showError(err) {
+  toast(errorMessage(err), true);
+  page.log.error(err instanceof ApiError ? err : { message: errorMessage(err) });
 }
 
-// ---- undo ------------------------------------------------------------------------------
+// ---- images --------------------------------------------------------------------------------
 
-function snapshot() {
-  undoStack.push({
-    image: state.image ? state.image.path : null,
-    mask: state.mask ? state.mask.path : null,
-    marks: structuredClone(state.marks),
-  });
-  if (undoStack.length > 100) undoStack.shift();
-}
-
-async function undo() {
-  const last = undoStack.pop();
-  if (!last) {
-    toast("Nothing to undo");
-    return;
-  }
-  const current = { image: state.image && state.image.path, mask: state.mask && state.mask.path };
-  if (last.image && (last.image !== current.image || last.mask !== current.mask)) {
-    await busy("Undoing…", async () => {
-      await api.setActive(state.session, last.image, last.mask);
-      await refresh();
-    });
-  }
-  state.marks = last.marks;
-  updateUi();
-}
-
-async function clearAll() {
-  if (!hasMarks() && !state.mask) return;
-  snapshot();
-  state.marks = emptyMarks();
-  if (state.mask) {
-    await busy("Clearing…", async () => {
-      await api.setActive(state.session, state.image.path, null);
-      await refresh();
-    });
-  }
-  updateUi();
-}
-
-// ---- opening images --------------------------------------------------------------------
+let videos = null; // the video player (video.js), made when the first video is opened
 
 async function openFile(file) {
   if (!file) return;
-  if (file.type && !file.type.startsWith("image/")) {
-    toast(`${file.name} is not an image (${file.type})`, true);
+  if (file.type && file.type.startsWith("video/")) {
+    videos ||= attachVideo({ container: $("stage"), api, session: () => state.session, refresh, onError: showError });
+    await busy(`Uploading ${file.name}…`, () => videos.openFile(file));
     return;
   }
-  snapshot();
-  await busy(`Opening ${file.name || "image"}…`, async () => {
-    await api.upload(state.session, file, file.name || "pasted.png");
+  if (file.type && !file.type.startsWith("image/")) {
+    toast(`${file.name} is not an image`, true);
+    return;
+  }
+  await busy(`Uploading ${file.name}…`, async () => {
+    await api.upload(state.session, file, file.name);
     await refresh();
-    stage.fit();
   });
 }
 
 async function pickImage(artifact) {
-  if (artifact.kind !== "image") return;
   if (state.image && artifact.path === state.image.path) return;
-  snapshot();
   await busy("Switching image…", async () => {
     await api.setActive(state.session, artifact.path, null);
     await refresh();
   });
 }
 
-// ---- gestures --------------------------------------------------------------------------
-
-/** The current pointing gesture, sent with a chat message and used by Select and OCR. */
-function currentGesture() {
-  const m = state.marks;
-  if (m.points.length) return clickGesture(m.points);
-  if (m.box) return m.box;
-  if (m.strokes.length) return m.strokes[m.strokes.length - 1];
-  if (m.sketches.length) return m.sketches[m.sketches.length - 1];
-  return null;
-}
-
-/**
- * The gesture to send with a chat message: none when it already became the visible selection
- * (the selection is the referent: the server would only segment the same thing again).
- */
-function chatGesture() {
-  const gesture = currentGesture();
-  const from = state.selectedFrom;
-  const selected = from && state.mask && from.mask === state.mask.path && from.gesture === JSON.stringify(gesture);
-  return selected ? null : gesture;
-}
-
-/** The pointing gesture for Select and OCR: clicks, a box or a brush stroke (not sketches). */
-function pointingGesture() {
-  const m = state.marks;
-  if (m.points.length) return clickGesture(m.points);
-  if (m.box) return m.box;
-  if (m.strokes.length) return m.strokes[m.strokes.length - 1];
-  return null;
-}
-
-function hasMarks() {
-  const m = state.marks;
-  return m.points.length + m.strokes.length + m.sketches.length > 0 || m.box !== null;
-}
-
-function describeGesture(g) {
-  if (!g) return "";
-  if (g.type === "click") {
-    const inc = g.points.filter((p) => p.label === 1).length;
-    const exc = g.points.length - inc;
-    return `click · ${inc} point${inc === 1 ? "" : "s"}${exc ? ` − ${exc}` : ""}`;
+async function clearAll() {
+  if (state.turn) {
+    stop();
+    return;
   }
-  if (g.type === "box") return `box ${Math.round(g.x1 - g.x0)}×${Math.round(g.y1 - g.y0)}`;
-  if (g.type === "stroke") return `stroke · ${g.points.length} points`;
-  return g.type;
-}
-
-let selectRunning = null;
-let selectPending = null;
-
-/** Select with `gesture`; clicks in quick succession collapse into the latest one. */
-function select(gesture, add = false) {
-  selectPending = { gesture, add };
-  if (!selectRunning) selectRunning = drainSelect();
-  return selectRunning;
-}
-
-async function drainSelect() {
-  try {
-    while (selectPending) {
-      const { gesture, add } = selectPending;
-      selectPending = null;
-      await busy("Selecting…", async () => {
-        await api.gesture(state.session, { gesture, intent: "select", image: state.image.path, add });
-        await refresh();
-        state.selectedFrom = state.mask ? { mask: state.mask.path, gesture: JSON.stringify(gesture) } : null;
-        updateUi();
-      });
-    }
-  } finally {
-    selectRunning = null;
-  }
-}
-
-function needImage() {
-  if (state.image) return true;
-  toast("Open an image first");
-  return false;
-}
-
-stage.addEventListener("point", (e) => {
-  if (!needImage()) return;
-  snapshot();
-  const m = state.marks;
-  state.marks = { ...emptyMarks(), sketches: m.sketches, points: [...m.points, e.detail] };
+  if (!hasMarks(state.marks) && !state.mask) return;
+  state.marks = emptyMarks();
+  state.selectedFrom = null;
   updateUi();
-  const gesture = clickGesture(state.marks.points);
-  if (gesture && autoSelect()) select(gesture);
-  else if (!gesture) toast("Add an include point (left click) first; Shift or right click marks what to leave out");
-});
-
-stage.addEventListener("box", (e) => {
-  const { width, height } = stage.size;
-  const box = boxGesture(e.detail.p0, e.detail.p1, width, height);
-  if (!box) return;
-  snapshot();
-  state.marks = { ...emptyMarks(), sketches: state.marks.sketches, box };
-  updateUi();
-  if (autoSelect()) select(box, e.detail.add);
-});
-
-stage.addEventListener("stroke", (e) => {
-  const stroke = strokeGesture(e.detail.points, e.detail.width);
-  if (!stroke) return;
-  snapshot();
-  const keep = e.detail.add ? state.marks.strokes : [];
-  state.marks = { ...emptyMarks(), sketches: state.marks.sketches, strokes: [...keep, stroke] };
-  updateUi();
-  if (autoSelect()) select(stroke, Boolean(e.detail.add) && state.mask !== null);
-});
-
-stage.addEventListener("sketch", async (e) => {
-  const stroke = strokeGesture(e.detail.points, e.detail.width);
-  if (!stroke) return;
-  snapshot();
-  state.marks = { ...state.marks, sketches: [...state.marks.sketches, stroke] };
-  updateUi();
-  await busy("Saving sketch…", async () => {
-    await api.gesture(state.session, { gesture: stroke, intent: "sketch", image: state.image.path, add: state.marks.sketches.length > 1 });
-    await refresh();
-  });
-});
-
-stage.addEventListener("drag", async (e) => {
-  // the server moves the selection when the drag starts on it, else the object under the start
-  snapshot();
-  const drag = dragGesture(e.detail.start, e.detail.end);
-  await busy("Moving the object…", async () => {
-    const out = await api.gesture(state.session, { gesture: drag, intent: "move", image: state.image.path, add: false });
-    await refresh();
-    if (out.text) log.note("Move", out.text, out.artifacts);
-  });
-});
-
-stage.addEventListener("outside", () => toast("That is outside the image"));
-
-stage.addEventListener("hover", (e) => {
-  const d = e.detail;
-  $("coords").textContent = d && d.inside ? `x ${d.x.toFixed(1)}  y ${d.y.toFixed(1)}` : "";
-});
-
-stage.addEventListener("view", (e) => {
-  $("zoom-level").textContent = `${Math.round(e.detail.scale * 100)}%`;
-});
-
-async function selectButton() {
-  const gesture = pointingGesture();
-  if (!gesture || !needImage()) return;
-  await select(gesture, false);
-}
-
-async function ocrButton() {
-  const gesture = pointingGesture();
-  if (!gesture || !needImage()) return;
-  await busy("Reading text…", async () => {
-    const out = await api.gesture(state.session, { gesture, intent: "ocr", image: state.image.path, add: false });
-    const text = (out.text || "").trim();
-    log.note("Text (OCR)", text || "No text found under the gesture.");
-    await refresh();
-  });
-}
-
-function autoSelect() {
-  return $("auto-select").checked;
-}
-
-// ---- chat ------------------------------------------------------------------------------
-
-async function send(text, { spoken = false } = {}) {
-  const message = text.trim();
-  if (!message || state.turn) return;
-  const gesture = chatGesture();
-  const body = { message };
-  if (gesture && state.image) body.gesture = gesture;
-  const pointing = [gesture ? describeGesture(gesture) : null, state.mask ? "selection" : null].filter(Boolean);
-  const context = [spoken ? "spoken" : null, pointing.length ? `with ${pointing.join(" + ")}` : null].filter(Boolean);
-  log.user(message, context.join(" · "));
-  $("input").value = "";
-  autosize();
-  const controller = new AbortController();
-  state.turn = controller;
-  updateUi();
-  const working = log.working("Thinking…");
-  const started = performance.now();
-  const tick = setInterval(() => {
-    $("busy-text").textContent = `${working.label || "Working"} · ${Math.round((performance.now() - started) / 1000)} s`;
-  }, 500);
-  setBusy(+1, "Working…");
-  try {
-    await runTurn(state.session, body, controller.signal, working);
-  } catch (err) {
-    if (err.name !== "AbortError") log.error(err, "The turn failed");
-  } finally {
-    clearInterval(tick);
-    working.remove();
-    setBusy(-1);
-    state.turn = null;
-    updateUi();
-  }
-  try {
-    await refresh(); // a new image replaces the view (same size: same zoom, to compare)
-  } catch (err) {
-    log.error(err);
+  if (state.mask) {
+    await busy("Clearing…", async () => {
+      await api.setActive(state.session, state.image.path, null);
+      await refresh();
+    });
   }
 }
 
-/** Run one turn, streaming when the server can; renders steps, tokens, the reply and errors. */
-async function runTurn(session, body, signal, working) {
-  let bubble = null;
-  let streamed = "";
-  let final = null;
-  const onStep = (step) => {
-    log.step(step);
-    working.label = `Ran ${step.tool} · thinking`;
-    working.set(`${working.label}…`);
-  };
-  try {
-    for await (const { event, data } of api.chatStream(session, body, signal)) {
-      if (event === "step") onStep(data);
-      else if (event === "token") {
-        streamed += typeof data === "string" ? data : data.text || data.token || "";
-        if (!bubble) bubble = log.assistant("");
-        bubble.firstChild ? (bubble.firstChild.textContent = streamed) : bubble.append(streamed);
-      } else if (event === "reply" || (event === "done" && data && data.reply !== undefined && !final)) {
-        final = normalizeReply(data);
-      } else if (event === "error") {
-        const error = (data && data.error) || data || {};
-        log.error({ code: error.code, message: error.message || String(data) }, "The server could not finish this turn");
-      }
-    }
-  } catch (err) {
-    if (!(err instanceof ApiError && (err.status === 404 || err.status === 405) && !bubble && !final)) throw err;
-    // no streaming route on this server: one plain request
-    final = normalizeReply(await api.chat(session, body, signal));
-    for (const step of final.steps) onStep(step);
-  }
-  if (final) {
-    if (bubble) bubble.remove();
-    log.assistant(final.reply || streamed, final.artifacts);
-  }
-  return final;
-}
-
-function normalizeReply(data) {
-  if (typeof data === "string") return { reply: data, artifacts: [], steps: [] };
-  const body = data.chat || data;
-  return { reply: body.reply ?? body.text ?? "", artifacts: body.artifacts || [], steps: body.steps || [] };
-}
-
-// ---- voice -----------------------------------------------------------------------------
-
-new VoiceButton($("mic-btn"), {
-  onStart() {
-    $("input").placeholder = "Listening… release or click to send";
-  },
-  onTick(seconds) {
-    $("input").placeholder = `Listening… ${seconds.toFixed(1)} s`;
-  },
-  async onClip(blob, filename) {
-    $("input").placeholder = "Transcribing…";
-    try {
-      const result = await busy("Transcribing…", () => api.speech(state.session, blob, filename));
-      const text = ((result && result.text) || "").trim();
-      if (!text) {
-        toast("No speech was heard in that clip; try again closer to the microphone", true);
-        return;
-      }
-      $("input").value = text;
-      autosize();
-      await send(text, { spoken: true });
-    } finally {
-      $("input").placeholder = "Say what to do… e.g. remove it";
-    }
-  },
-  onError(message) {
-    toast(message, true);
-  },
-});
-
-// ---- tools panel -----------------------------------------------------------------------
+// ---- tools ---------------------------------------------------------------------------------
 
 async function loadTools() {
   try {
@@ -494,159 +133,52 @@ async function loadTools() {
   const on = state.tools.filter((t) => t.available).length;
   $("tools-count").textContent = `${on}/${state.tools.length}`;
   $("tools-count").classList.toggle("ok", on > 0);
-  $("tools-summary").textContent =
-    `${on} of ${state.tools.length} tools work on this server. The others need a model or a setting; each one says what.`;
+  $("tools-summary").textContent = `${on} of ${state.tools.length} tools work on this server. The others need a model or a setting; each one says what.`;
   renderTools($("tool-list"), state.tools);
-}
-
-// ---- UI state --------------------------------------------------------------------------
-
-function setExclude(on) {
-  stage.exclude = on;
-  $("exclude-btn").setAttribute("aria-pressed", String(on));
-  if (on && state.mode !== "click") setMode("click");
   updateUi();
 }
 
-function showWidth(width) {
-  stage.brushWidth = width;
-  $("width-out").textContent = String(width);
-  $("width-dot").style.setProperty("--w", `${Math.max(3, Math.min(22, width / 3))}px`);
+// ---- wiring ---------------------------------------------------------------------------------
+
+function bindVoice() {
+  new VoiceButton($("mic-btn"), {
+    onStart() {
+      $("input").placeholder = "Listening… release or click to send";
+    },
+    onTick(seconds) {
+      $("input").placeholder = `Listening… ${seconds.toFixed(1)} s`;
+    },
+    async onClip(blob, filename) {
+      $("input").placeholder = "Transcribing…";
+      try {
+        const result = await busy("Transcribing…", () => api.speech(state.session, blob, filename));
+        const text = ((result && result.text) || "").trim();
+        if (!text) {
+          toast("No speech was heard in that clip; try again closer to the microphone", true);
+          return;
+        }
+        $("input").value = text;
+        autosize($("input"));
+        await send(text, { spoken: true });
+      } finally {
+        $("input").placeholder = "Say what to do… e.g. remove it";
+      }
+    },
+    onError(message) {
+      toast(message, true);
+    },
+  });
 }
 
-function setMode(mode) {
-  state.mode = mode;
-  $("width-group").dataset.mode = mode;
-  stage.setMode(mode);
-  for (const b of document.querySelectorAll(".btn.mode")) b.setAttribute("aria-checked", String(b.dataset.mode === mode));
-  $("width-group").hidden = !(mode === "brush" || mode === "sketch");
-  updateUi();
-}
-
-function updateUi() {
-  stage.setMarks(state.marks);
-  const gesture = currentGesture();
-  const pointing = pointingGesture();
-  const image = Boolean(state.image);
-  const working = state.busy > 0 || state.turn !== null;
-  $("select-btn").disabled = !image || !pointing;
-  $("ocr-btn").disabled = !image || !pointing;
-  const autoOn = autoSelect();
-  $("select-btn").classList.toggle("ready", Boolean(pointing) && !autoOn && !working);
-  $("ocr-btn").classList.toggle("ready", Boolean(pointing && state.marks.box) && !working);
-  $("undo-btn").disabled = undoStack.length === 0;
-  $("clear-btn").disabled = !hasMarks() && !state.mask;
-  $("send-btn").disabled = state.turn !== null;
-  $("zoom-in").disabled = $("zoom-out").disabled = $("zoom-level").disabled = !image;
-  const chips = [];
-  const sent = chatGesture();
-  if (sent && image) chips.push(describeGesture(sent));
-  if (state.mask) chips.push(`selection ${state.mask.path.split("/").pop()}`);
-  const ctx = $("context");
-  ctx.replaceChildren();
-  if (!image) ctx.textContent = "No image yet: open one to point at it.";
-  else if (chips.length) {
-    ctx.append("sends with:");
-    for (const c of chips) {
-      const chip = document.createElement("span");
-      chip.className = "chip";
-      chip.textContent = c;
-      ctx.append(chip);
-    }
-  } else ctx.textContent = `on image ${state.image.path.split("/").pop()}`;
-  let hint = image ? HINTS[state.mode] : "";
-  if (image && state.mode === "move" && !state.mask) hint = "Drag an object to its new place (or select it first for precision)";
-  const touch = matchMedia("(pointer: coarse)").matches;
-  if (image && state.mode === "click") {
-    if (stage.exclude) hint = `Excluding: ${touch ? "tap" : "click"} the parts that are not the object`;
-    else if (state.mask) hint = `Selected · say what to do, or ${touch ? "tap" : "click"} more to refine`;
-    else if (touch) hint = "Tap the object to select it · − excludes a part";
-  }
-  $("hint").textContent = hint;
-}
-
-function setBusy(delta, text) {
-  state.busy = Math.max(0, state.busy + delta);
-  if (text) $("busy-text").textContent = text;
-  $("busy").hidden = state.busy === 0;
-  $("stage").classList.toggle("is-working", state.busy > 0);
-  updateUi();
-}
-
-/** Run `fn` with the busy indicator; shows the server's error message when it fails. */
-async function busy(text, fn) {
-  setBusy(+1, text);
-  try {
-    return await fn();
-  } catch (err) {
-    showError(err);
-    return undefined;
-  } finally {
-    setBusy(-1);
-  }
-}
-
-function showError(err) {
-  const message = err instanceof ApiError ? err.message : `${err.name}: ${err.message}`;
-  toast(message, true);
-  log.error(err instanceof ApiError ? err : { message });
-}
-
-function toast(message, isError = false) {
-  const box = $("toasts");
-  const div = document.createElement("div");
-  div.className = isError ? "toast error" : "toast";
-  div.textContent = message;
-  box.append(div);
-  while (box.children.length > 3) box.firstChild.remove();
-  setTimeout(() => div.remove(), isError ? 7000 : 3500);
-}
-
-function autosize() {
-  const input = $("input");
-  input.style.height = "auto";
-  input.style.height = `${Math.min(input.scrollHeight, 140)}px`;
-}
-
-// ---- wiring ----------------------------------------------------------------------------
-
-function bind() {
+function bindFiles() {
   $("open-btn").addEventListener("click", () => $("file-input").click());
   $("empty-open").addEventListener("click", () => $("file-input").click());
   $("file-input").addEventListener("change", (e) => {
     openFile(e.target.files[0]);
     e.target.value = "";
   });
-  for (const b of document.querySelectorAll(".btn.mode")) b.addEventListener("click", () => setMode(b.dataset.mode));
-  $("width").addEventListener("input", (e) => showWidth(Number(e.target.value)));
-  $("exclude-btn").addEventListener("click", () => setExclude(!stage.exclude));
-  $("undo-btn").addEventListener("click", undo);
-  $("clear-btn").addEventListener("click", clearAll);
-  $("select-btn").addEventListener("click", selectButton);
-  $("ocr-btn").addEventListener("click", ocrButton);
-  $("auto-select").addEventListener("change", updateUi);
-  $("zoom-in").addEventListener("click", () => stage.zoomBy(1.25));
-  $("zoom-out").addEventListener("click", () => stage.zoomBy(0.8));
-  $("zoom-level").addEventListener("click", () => (stage.fitted ? stage.actualSize() : stage.fit()));
-  $("tools-btn").addEventListener("click", () => $("tools-panel").showModal());
-  $("tools-panel").addEventListener("click", (e) => {
-    if (e.target === $("tools-panel")) $("tools-panel").close();
-  });
-  $("new-btn").addEventListener("click", () => startSession(true).catch(showError));
-  $("composer").addEventListener("submit", (e) => {
-    e.preventDefault();
-    send($("input").value);
-  });
-  $("input").addEventListener("input", autosize);
-  $("input").addEventListener("keydown", (e) => {
-    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
-      e.preventDefault();
-      send($("input").value);
-    }
-  });
-  window.addEventListener("keydown", onKey);
-  // drop a file anywhere; paste an image
   let depth = 0;
+  const hasFiles = (e) => e.dataTransfer && [...e.dataTransfer.types].includes("Files");
   window.addEventListener("dragenter", (e) => {
     if (!hasFiles(e)) return;
     depth++;
@@ -663,8 +195,7 @@ function bind() {
     e.preventDefault();
     depth = 0;
     document.body.classList.remove("dragging");
-    const file = [...(e.dataTransfer.files || [])][0];
-    if (file) openFile(file);
+    openFile([...(e.dataTransfer.files || [])][0]);
   });
   window.addEventListener("paste", (e) => {
     const file = [...(e.clipboardData.files || [])].find((f) => f.type.startsWith("image/"));
@@ -675,41 +206,129 @@ function bind() {
   });
 }
 
-function hasFiles(e) {
-  return e.dataTransfer && [...e.dataTransfer.types].includes("Files");
+function bindToolbar() {
+  for (const b of document.querySelectorAll(".btn.mode")) b.addEventListener("click", () => setMode(b.dataset.mode));
+  $("width").addEventListener("input", (e) => showWidth(Number(e.target.value)));
+  $("exclude-btn").addEventListener("click", () => setExclude(!page.stage.exclude));
+  $("add-btn").addEventListener("click", () => setAdd(!page.stage.addMode));
+  $("undo-btn").addEventListener("click", undo);
+  $("redo-btn").addEventListener("click", redo);
+  $("clear-btn").addEventListener("click", clearAll);
+  $("select-btn").addEventListener("click", selectButton);
+  $("ocr-btn").addEventListener("click", ocrButton);
+  $("auto-select").addEventListener("change", updateUi);
+  $("zoom-in").addEventListener("click", () => page.stage.zoomBy(1.25));
+  $("zoom-out").addEventListener("click", () => page.stage.zoomBy(0.8));
+  $("zoom-level").addEventListener("click", () => (page.stage.fitted ? page.stage.actualSize() : page.stage.fit()));
+  $("export-png").addEventListener("click", () => exportImage("image/png"));
+  $("export-jpeg").addEventListener("click", () => exportImage("image/jpeg"));
+  $("export-mask").addEventListener("click", exportMask);
+  $("export-cutout").addEventListener("click", exportCutout);
+  $("compare-btn").addEventListener("click", toggleCompare);
+  $("compare-split").addEventListener("input", (e) => state.compare && showBefore(Number(e.target.value) / 100));
+  for (const [id, dialog] of [["tools-btn", "tools-panel"], ["help-btn", "help"]]) {
+    $(id).addEventListener("click", () => $(dialog).showModal());
+    $(dialog).addEventListener("click", (e) => {
+      if (e.target === $(dialog)) $(dialog).close();
+    });
+  }
+  $("new-btn").addEventListener("click", () => startSession(true).catch(showError));
+  buildActions((action) => runAction(action));
+  $("replace-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const prompt = $("replace-prompt").value.trim();
+    if (!prompt) return;
+    $("replace-form").hidden = true;
+    $("replace-prompt").value = "";
+    runAction(ACTIONS.find((a) => a.prompt), prompt);
+  });
+  page.stage.addEventListener("hover", (e) => {
+    const d = e.detail;
+    $("coords").textContent = d && d.inside ? `x ${d.x.toFixed(1)}  y ${d.y.toFixed(1)}` : "";
+  });
+  page.stage.addEventListener("view", (e) => {
+    $("zoom-level").textContent = `${Math.round(e.detail.scale * 100)}%`;
+  });
 }
 
-const KEYS = { c: "click", b: "box", p: "brush", m: "move", s: "sketch", h: "pan" };
-
-function onKey(e) {
-  const t = e.target;
-  if (t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA")) return;
-  if (document.querySelector("dialog[open]")) return; // Escape closes the dialog, nothing else
-  if ((e.ctrlKey || e.metaKey) && e.key.toLowerCase() === "z") {
+function bindComposer() {
+  $("composer").addEventListener("submit", (e) => {
     e.preventDefault();
-    undo();
-    return;
+    send($("input").value);
+  });
+  $("stop-btn").addEventListener("click", stop);
+  $("input").addEventListener("input", () => autosize($("input")));
+  $("input").addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      send($("input").value);
+    }
+  });
+}
+
+const MODE_KEYS = { c: "click", b: "box", p: "brush", m: "move", s: "sketch", h: "pan" };
+
+function bindShortcuts() {
+  bindKeys(
+    {
+      mode: (e) => setMode(MODE_KEYS[e.key.toLowerCase()]),
+      toggleAdd: () => setAdd(!page.stage.addMode),
+      toggleExclude: () => setExclude(!page.stage.exclude),
+      action: (e) => runAction(actionForKey(e.key)),
+      undo,
+      redo,
+      download: () => exportImage("image/png"),
+      before: holdBefore,
+      beforeUp: releaseBefore,
+      clear: clearAll,
+      zoom: (e) => {
+        const key = e.key.toLowerCase();
+        if (key === "f") page.stage.fit();
+        else page.stage.zoomBy(key === "-" ? 0.8 : 1.25);
+      },
+      focusInput: () => $("input").focus(),
+      help: () => $("help").showModal(),
+    },
+    $("input"),
+  );
+  renderHelp($("help-modes"), $("help-keys"));
+}
+
+/**
+ * The status line: version, tools, and the models the start-up warm-up is still loading
+ * (`health.loading`: part -> "waiting" | "loading" | "ready" | ...). While some load, asks
+ * again every 2 s; the first request that needs one of them waits for it meanwhile.
+ */
+function showHealth(health) {
+  const loading = Object.entries(health.loading || {})
+    .filter(([, state]) => state === "waiting" || state === "loading")
+    .map(([part]) => part);
+  const base = `server ${health.version} · ${health.tools_available}/${health.tools_total} tools`;
+  $("status").textContent = loading.length ? `${base} · loading ${loading.join(", ")}…` : base;
+  if (loading.length) {
+    setTimeout(() => api.health().then(showHealth, () => {}), 2000);
   }
-  if (e.ctrlKey || e.metaKey || e.altKey) return;
-  const key = e.key.toLowerCase();
-  if (KEYS[key]) setMode(KEYS[key]);
-  else if (key === "x") setExclude(!stage.exclude);
-  else if (key === "escape") clearAll();
-  else if (key === "f") stage.fit();
-  else if (key === "+" || key === "=") stage.zoomBy(1.25);
-  else if (key === "-") stage.zoomBy(0.8);
-  else if (key === "enter" && currentGesture()) $("input").focus();
 }
 
 async function main() {
-  bind();
+  bindToolbar();
+  bindFiles();
+  bindComposer();
+  bindVoice();
+  bindShortcuts();
+  bindPointing(page.stage);
   setMode("click");
   showWidth(Number($("width").value));
+  const askKey = setupAuth($("auth-dialog"));
+  let health = null;
+  try {
+    health = await api.health();
+    showHealth(health);
+  } catch (err) {
+    $("status").textContent = `server unreachable: ${err.message}`;
+  }
+  if (health && health.auth === "keys" && !sessionStorage.getItem("igpt.key")) await askKey();
   loadTools();
-  api
-    .health()
-    .then((h) => ($("status").textContent = `server ${h.version} · ${h.tools_available}/${h.tools_total} tools`))
-    .catch((err) => ($("status").textContent = `server unreachable: ${err.message}`));
   try {
     await startSession();
   } catch (err) {

@@ -40,11 +40,15 @@ export class ChatLog {
     return this._add(div);
   }
 
-  /** One tool step: `{tool, args, observation, recovered}`. */
+  /**
+   * One tool step: `{tool, args, observation, recovered, chosen_by?}` (a chat step), or a
+   * one-step action's call shown the same way (`chosen_by: "you"`).
+   */
   step(step) {
     const div = el("div", "step");
     const head = el("div", "head");
     head.append(icon("i-tools"), el("span", "tool", step.tool || "tool"));
+    if (step.chosen_by) head.append(el("span", "chosen", `chosen by ${step.chosen_by}`));
     div.append(head);
     const recovered = new Set(step.recovered || []);
     const args = step.args || {};
@@ -72,15 +76,24 @@ export class ChatLog {
     return this._add(div);
   }
 
-  /** A "working" line with a spinner; returns {set(text), remove()}. */
+  /**
+   * A "working" line with a spinner and, where the server knows it, a progress bar;
+   * returns {set(text, percent?), remove()}; `percent` 0..100 or null (no bar).
+   */
   working(text) {
     const div = el("div", "working");
-    const label = el("span", null, text);
-    div.append(el("span", "spinner"), label);
+    const label = el("span", "label", text);
+    const bar = el("span", "bar");
+    const fill = el("span", "fill");
+    bar.append(fill);
+    bar.hidden = true;
+    div.append(el("span", "spinner"), label, bar);
     this._add(div);
     return {
-      set: (t) => {
+      set: (t, percent = null) => {
         label.textContent = t;
+        bar.hidden = percent === null || percent === undefined;
+        if (!bar.hidden) fill.style.width = `${Math.max(0, Math.min(100, percent))}%`;
         this._add(div); // keep it last
       },
       remove: () => div.remove(),
@@ -88,15 +101,20 @@ export class ChatLog {
   }
 
   _images(div, artifacts) {
-    const images = (artifacts || []).filter((a) => a.kind === "image" || a.kind === "sketch");
+    const images = (artifacts || []).filter((a) => ["image", "sketch", "material"].includes(a.kind));
     if (!images.length) return;
     const row = el("div", "images");
     for (const artifact of images) {
       const img = document.createElement("img");
       img.src = artifact.url;
       img.alt = artifact.path;
-      img.title = `${artifact.path} (click to show)`;
-      img.addEventListener("click", () => this.onOpenImage(artifact));
+      if (artifact.kind === "material") {
+        img.title = `${artifact.path}: a cut-out kept for composing`;
+        img.classList.add("material");
+      } else {
+        img.title = `${artifact.path} (click to show)`;
+        img.addEventListener("click", () => this.onOpenImage(artifact));
+      }
       row.append(img);
     }
     div.append(row);

@@ -4,14 +4,19 @@
  * touch; Pointer Events) into gestures in image pixels.
  *
  * Events (CustomEvent `detail`, coordinates in image pixels):
- *   "point"  {x, y, label}            click mode: one click (label 1 include, 0 exclude)
- *   "box"    {p0, p1}                 box mode: the two corners
- *   "stroke" {points, width}          brush mode: one stroke, width in image pixels
+ *   "point"  {x, y, label, add}       click mode: one click (label 1 include, 0 exclude)
+ *   "box"    {p0, p1, add}            box mode: the two corners
+ *   "stroke" {points, width, add}     brush mode: one stroke, width in image pixels
  *   "drag"   {start, end}             move mode: from the object to its new place
  *   "sketch" {points, width}          sketch mode: one free stroke
  *   "hover"  {x, y, inside} | null    the pointer's image position
  *   "view"   {scale}                  after zoom or pan
  *   "outside" {}                      a gesture began off the image
+ *
+ * Modifiers: Shift (or `addMode`) makes a click, box or stroke a new object added to the
+ * selection (`add: true`); Alt (or `exclude`, or a long press on a touch screen) makes a
+ * click an exclude point. The right mouse button is left to the browser (its context menu
+ * saves or copies the canvas), the middle button pans.
  */
 
 import {
@@ -28,7 +33,10 @@ import {
 
 const TAP_SLOP = 6; // display px a click may wander before it becomes a pan
 const FIT_PADDING = 24;
+/** Display px kept free above (the hint) and below (the selection bar, the zoom) a fitted image. */
+const FIT_INSETS = { top: 36, bottom: 104 };
 const TINT = [56, 189, 248]; // selection colour (sky blue)
+const LONG_PRESS_MS = 550; // a touch held this long without moving is an exclude point
 
 export class Stage extends EventTarget {
   constructor(canvas) {
@@ -40,11 +48,15 @@ export class Stage extends EventTarget {
     this.size = null; // {width, height} of the image
     this.mask = null; // canvas at image size: TINT where selected, transparent elsewhere
     this.view = { scale: 1, x: 0, y: 0 };
+    this.insets = FIT_INSETS;
     this.fitted = true; // the view follows resizes until the user zooms or pans
     this.mode = "click";
     this.brushWidth = 24; // display px
     this.exclude = false; // click mode: the next points mark what is not the object
-    this.marks = { points: [], box: null, strokes: [], sketches: [] };
+    this.addMode = false; // the next click, box or stroke is a new object added to the selection
+    this.compare = null; // {image, split}: the image before, drawn left of split (0..1 of the width)
+    this.longPress = 0;
+    this.marks = { points: [], boxes: [], strokes: [], sketches: [] };
     this.live = null; // the gesture under the pointer
     this.pointers = new Map();
     this.pinch = null;
@@ -80,9 +92,18 @@ export class Stage extends EventTarget {
     this.requestRender();
   }
 
-  /** Marks of the current gesture: {points: [{x,y,label}], box: {x0,y0,x1,y1}|null, strokes, sketches}. */
+  /** Marks of the current gesture: {points: [{x,y,label}], boxes: [{x0,y0,x1,y1}], strokes, sketches}. */
   setMarks(marks) {
-    this.marks = { points: [], box: null, strokes: [], sketches: [], ...marks };
+    this.marks = { points: [], boxes: [], strokes: [], sketches: [], ...marks };
+    this.requestRender();
+  }
+
+  /**
+   * Before/after: draw `image` (a loaded image: the one before) over the left `split` share
+   * (0..1) of the current image's place; null shows the current image alone.
+   */
+  setCompare(compare) {
+    this.compare = compare;
     this.requestRender();
   }
 
@@ -93,9 +114,13 @@ export class Stage extends EventTarget {
     this.requestRender();
   }
 
+  /** Fit the image into the stage, clear of the hint above and the selection bar below. */
   fit() {
     if (!this.size) return;
-    this.view = fitView(this.size.width, this.size.height, this.cssW, this.cssH, FIT_PADDING);
+    const { top, bottom } = this.insets;
+    const room = Math.max(this.cssH - top - bottom, 1);
+    const view = fitView(this.size.width, this.size.height, this.cssW, room, FIT_PADDING);
+    this.view = { scale: view.scale, x: view.x, y: view.y + top };
     this.fitted = true;
     this._emitView();
     this.requestRender();
@@ -140,7 +165,6 @@ export class Stage extends EventTarget {
     c.addEventListener("pointerup", (e) => this._up(e));
     c.addEventListener("pointercancel", (e) => this._cancel(e));
     c.addEventListener("pointerleave", () => this._emit("hover", null));
-    c.addEventListener("contextmenu", (e) => e.preventDefault());
     c.addEventListener("wheel", (e) => this._wheel(e), { passive: false });
     window.addEventListener("keydown", (e) => {
       if (e.code === "Space" && !isTyping(e)) {
@@ -184,13 +208,14 @@ export class Stage extends EventTarget {
   }
 
   _down(e) {
-    if (!this.size) return;
+    if (!this.size || e.button === 2) return; // the right button opens the browser's menu
     e.preventDefault();
     this.canvas.setPointerCapture(e.pointerId);
     const at = this._local(e);
     this.pointers.set(e.pointerId, at);
     if (this.pointers.size === 2) {
       // a second finger: pinch-zoom and pan; the gesture in progress is dropped
+      this._stopLongPress();
       this.live = null;
       const [a, b] = [...this.pointers.values()];
       this.pinch = { center: midpoint(a, b), dist: distance(a, b) };
@@ -205,16 +230,36 @@ export class Stage extends EventTarget {
       return;
     }
     const inside = insideImage(image[0], image[1], this.size.width, this.size.height);
-    const exclude = e.button === 2 || e.shiftKey || this.exclude;
+    const exclude = e.altKey || this.exclude;
+    const add = e.shiftKey || this.addMode;
     const kind = this.mode;
     if (!inside && kind !== "box") {
       // a press off the image pans (touch users need a way to move a zoomed image)
       this.live = { kind: "pan", last: at, outside: true, start: at };
       return;
     }
-    this.live = { kind, start: at, last: at, startImage: image, label: exclude ? 0 : 1, add: e.shiftKey, points: [image], moved: false };
+    this.live = { kind, start: at, last: at, startImage: image, label: exclude ? 0 : 1, add, points: [image], moved: false };
     if (kind === "move") this.live.ghost = this.mask ? cutout(this.image, this.mask, this.size) : null;
+    if (kind === "click" && e.pointerType === "touch" && !exclude) this._startLongPress(this.live);
     this.requestRender();
+  }
+
+  /** A touch held still for LONG_PRESS_MS in click mode is an exclude point. */
+  _startLongPress(live) {
+    this._stopLongPress();
+    this.longPress = setTimeout(() => {
+      this.longPress = 0;
+      if (this.live !== live || live.moved || this.pointers.size !== 1) return;
+      this.live = null;
+      if (navigator.vibrate) navigator.vibrate(15);
+      this._emit("point", { x: live.startImage[0], y: live.startImage[1], label: 0, add: false });
+      this.requestRender();
+    }, LONG_PRESS_MS);
+  }
+
+  _stopLongPress() {
+    if (this.longPress) clearTimeout(this.longPress);
+    this.longPress = 0;
   }
 
   _move(e) {
@@ -278,6 +323,7 @@ export class Stage extends EventTarget {
   }
 
   _up(e) {
+    this._stopLongPress();
     const wasPinch = this.pinch !== null;
     this.pointers.delete(e.pointerId);
     if (this.pointers.size < 2) this.pinch = null;
@@ -296,7 +342,7 @@ export class Stage extends EventTarget {
         if (live.outside && distance(at, live.start) <= TAP_SLOP) this._emit("outside", {});
         break;
       case "click":
-        this._emit("point", { x: live.startImage[0], y: live.startImage[1], label: live.label });
+        this._emit("point", { x: live.startImage[0], y: live.startImage[1], label: live.label, add: live.add && live.label === 1 });
         break;
       case "box":
         if (live.moved) this._emit("box", { p0: live.startImage, p1: end, add: live.add });
@@ -320,6 +366,7 @@ export class Stage extends EventTarget {
   }
 
   _cancel(e) {
+    this._stopLongPress();
     this.pointers.delete(e.pointerId);
     if (this.pointers.size < 2) this.pinch = null;
     this.live = null;
@@ -362,6 +409,10 @@ export class Stage extends EventTarget {
     ctx.imageSmoothingEnabled = scale < 2; // show real pixels when zoomed in
     ctx.imageSmoothingQuality = "high";
     ctx.drawImage(this.image, x, y, width * scale, height * scale);
+    if (this.compare) {
+      this._drawBefore(ctx); // a clean before/after: no selection, no marks
+      return;
+    }
     const drag = this.live && this.live.kind === "move" && this.live.moved ? this.live : null;
     if (this.mask) this._drawSelection(drag ? 0.2 : 1);
     if (drag && drag.ghost && drag.current) {
@@ -376,6 +427,35 @@ export class Stage extends EventTarget {
       ctx.restore();
     }
     this._drawMarks(ctx);
+  }
+
+  /** The image before over the left part of the current one, and the split line. */
+  _drawBefore(ctx) {
+    const { image, split } = this.compare;
+    const { scale, x, y } = this.view;
+    const w = this.size.width * scale;
+    const h = this.size.height * scale;
+    const cut = x + w * Math.min(Math.max(split, 0), 1);
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(x, y, cut - x, h);
+    ctx.clip();
+    ctx.fillStyle = "#000";
+    ctx.fillRect(x, y, w, h);
+    // an image of another size (a crop's parent) is fitted into the same place
+    const bw = image.naturalWidth || image.width;
+    const bh = image.naturalHeight || image.height;
+    const fit = Math.min(w / bw, h / bh);
+    ctx.drawImage(image, x + (w - bw * fit) / 2, y + (h - bh * fit) / 2, bw * fit, bh * fit);
+    ctx.restore();
+    if (split > 0 && split < 1) {
+      ctx.save();
+      ctx.fillStyle = "#f8fafc";
+      ctx.shadowColor = "rgba(0,0,0,0.6)";
+      ctx.shadowBlur = 4;
+      ctx.fillRect(cut - 1, y, 2, h);
+      ctx.restore();
+    }
   }
 
   _drawSelection(opacity) {
@@ -417,7 +497,7 @@ export class Stage extends EventTarget {
     const marks = this.marks;
     for (const stroke of marks.sketches) drawStroke(ctx, stroke.points.map(toD), stroke.width * scale, "rgba(244,114,182,0.95)");
     for (const stroke of marks.strokes) drawStroke(ctx, stroke.points.map(toD), stroke.width * scale, "rgba(250,204,21,0.55)");
-    if (marks.box) drawBox(ctx, toD([marks.box.x0, marks.box.y0]), toD([marks.box.x1, marks.box.y1]));
+    for (const box of marks.boxes) drawBox(ctx, toD([box.x0, box.y0]), toD([box.x1, box.y1]));
     for (const p of marks.points) drawPoint(ctx, toD([p.x, p.y]), p.label);
     const live = this.live;
     if (!live) return;

@@ -74,3 +74,69 @@ class ToolFailed(IgptError):
 
     status = 500
     code = "tool_failed"
+
+
+class RetryLater:
+    """Mixin: the caller may retry after ``retry_after`` seconds (sent as ``Retry-After``)."""
+
+    retry_after: float = 1.0
+
+
+class Unauthorized(IgptError):
+    """No API key, or one this server does not know (401)."""
+
+    status = 401
+    code = "auth_required"
+
+
+class Forbidden(IgptError):
+    """The request is refused whoever sends it (403): e.g. a cross-site write."""
+
+    status = 403
+    code = "forbidden"
+
+
+class SessionBusy(RetryLater, IgptError):
+    """Another request is changing this session and did not finish in time (409)."""
+
+    status = 409
+    code = "session_busy"
+
+    def __init__(self, message: str, *, retry_after: float = 1.0, code: str | None = None, detail: object = None):
+        super().__init__(message, code=code, detail=detail)
+        self.retry_after = retry_after
+
+
+class TooManyRequests(RetryLater, IgptError):
+    """A per-key rate limit was reached (429)."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float = 1.0, code: str | None = None, detail: object = None):
+        super().__init__(message, code=code, detail=detail)
+        self.retry_after = retry_after
+
+
+class Busy(RetryLater, ServiceUnavailable):
+    """A tool's queue is full: retry after ``retry_after`` seconds (503)."""
+
+    code = "busy"
+
+    def __init__(self, message: str, *, retry_after: float = 1.0, code: str | None = None, detail: object = None):
+        super().__init__(message, code=code, detail=detail)
+        self.retry_after = retry_after
+
+
+class QuotaExceeded(IgptError):
+    """The session's byte quota would be exceeded (413)."""
+
+    status = 413
+    code = "quota_exceeded"
+
+
+class InsufficientStorage(IgptError):
+    """The server's disk is under its free-space watermark, or its global quota is used (507)."""
+
+    status = 507
+    code = "storage_full"

@@ -11,6 +11,7 @@ Mappings can be given in env vars as JSON or as ``key=value,key=value``:
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -88,6 +89,44 @@ class PoolSettings(BaseModel):
     sam_embedding_cache: int = Field(16, ge=1, le=1024, description="SAM image embeddings kept, one per image.")
 
 
+class ToolAdmission(BaseModel):
+    """How many calls of one tool run at once, and how many may wait behind them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    concurrency: int = Field(1, ge=1, le=64, description="Calls of the tool running at once.")
+    queue: int = Field(1, ge=0, le=1024, description="Calls waiting for a slot; past it: 503 with Retry-After.")
+
+
+class AdmissionSettings(BaseModel):
+    """Admission control of tool calls (``IGPT_ADMISSION__QUEUE=2``, per tool in TOML).
+
+    The default (one running, one waiting per tool) keeps an admitted call's wait under one
+    run of the tool, so its latency stays within about twice the single-user time; the next
+    caller gets a fast 503 with ``Retry-After`` instead of a minute-long wait.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    concurrency: int = Field(1, ge=1, le=64, description="Default calls of one tool running at once.")
+    queue: int = Field(1, ge=0, le=1024, description="Default calls of one tool waiting for a slot.")
+    tools: dict[str, ToolAdmission] = Field(
+        default_factory=dict, description="Per-tool overrides: {'segment': {'concurrency': 2, 'queue': 4}}."
+    )
+
+    def for_tool(self, name: str) -> ToolAdmission:
+        return self.tools.get(name) or ToolAdmission(concurrency=self.concurrency, queue=self.queue)
+
+
+def _parse_list(value: Any) -> Any:
+    """Accept ``"a,b"`` as well as a list or JSON for list settings."""
+    if isinstance(value, str) and value.lstrip().startswith("["):
+        return json.loads(value)
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
 def _parse_mapping(value: Any) -> Any:
     """Accept ``"a=b,c=d"`` as well as a dict or JSON for mapping settings."""
     if isinstance(value, str) and value.lstrip().startswith("{"):
@@ -112,7 +151,18 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(25 * MiB, gt=0, description="Largest accepted request body.")
     max_image_pixels: int = Field(40_000_000, gt=0, description="Largest accepted image (w*h).")
     max_audio_seconds: float = Field(600.0, gt=0, description="Longest accepted audio clip.")
+    max_video_seconds: float = Field(
+        600.0, gt=0, description="Longest accepted video clip (413 past it); video tools stream, never hold a clip."
+    )
+    max_video_pixels: int = Field(
+        3840 * 2160, gt=0, description="Largest accepted video frame (w*h; 4K UHD by default; 422 past it)."
+    )
     model_dir: Path | None = Field(None, description="Checkpoints for the full tier.")
+    warm_up: bool = Field(
+        True,
+        description="Load the models (OCR, the segmenter's network, speech, a consulted LLM) in the background at "
+        "start-up, so the first request does not wait; /api/health says what is still loading.",
+    )
     backends: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict, description="Per-tool backend override: {'segment': 'opencv'}."
     )
@@ -127,6 +177,75 @@ class Settings(BaseSettings):
     )
     pool: PoolSettings = Field(default_factory=PoolSettings)
     vision: VisionSettings = Field(default_factory=VisionSettings)
+
+    # serving people (igpt_server/auth.py, ratelimit.py, admission.py, store/limits.py) -------
+    host: str = Field("127.0.0.1", description="Address the CLI binds; not loopback needs API keys (or --insecure).")
+    auth: Literal["none", "keys"] | None = Field(
+        None, description="none: no key asked; keys: every API call needs a key. Default: keys when api_keys is set."
+    )
+    api_keys: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="Key name -> 'sha256:<hex>' of the key (make one with `igpt-server --make-key NAME`); "
+        "env: IGPT_API_KEYS=alice=sha256:...,bob=sha256:...",
+    )
+    trusted_hosts: Annotated[list[str] | None, NoDecode] = Field(
+        None,
+        description="Host header values accepted ('*.example.org' allowed); others get 400. Default: any, except "
+        "that the CLI on a loopback address accepts only localhost, 127.0.0.1 and ::1 (DNS rebinding).",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Origins allowed to call the API from another site's pages; none by default."
+    )
+    rate_limit_per_minute: int | None = Field(
+        None, gt=0, description="Requests per minute per key (per client address without auth); off by default."
+    )
+    max_concurrent_turns: int | None = Field(
+        None, gt=0, description="Chat turns, gestures, speech and tool calls running at once per key; off by default."
+    )
+    session_quota_bytes: int | None = Field(2048 * MiB, gt=0, description="Bytes of artifacts one session may hold.")
+    global_quota_bytes: int | None = Field(None, gt=0, description="Bytes of artifacts all sessions may hold.")
+    min_free_bytes: int | None = Field(
+        512 * MiB, ge=0, description="Free disk the data directory must keep; under it writes get 507."
+    )
+    session_idle_s: float | None = Field(
+        7 * 24 * 3600.0, gt=0, description="A session unused this long expires (deleted by the sweeper)."
+    )
+    sweep_interval_s: float = Field(600.0, gt=0, description="How often the sweeper looks for idle sessions.")
+    session_lock_timeout_s: float = Field(
+        120.0, gt=0, description="How long a change to a session waits for the one before it; then 409."
+    )
+    admission: AdmissionSettings = Field(default_factory=AdmissionSettings)
+    jpeg_quality: int = Field(
+        93, ge=50, le=100, description="Quality of JPEG/WebP tool outputs made from JPEG/WebP inputs."
+    )
+    log_format: Literal["text", "json"] = Field("text", description="json: one JSON object per log line.")
+    metrics_public: bool = Field(False, description="Serve /metrics without a key when auth is on.")
+
+    @field_validator("trusted_hosts", "cors_origins", mode="before")
+    @classmethod
+    def _list(cls, value: Any) -> Any:
+        return _parse_list(value)
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _keys_mapping(cls, value: Any) -> Any:
+        return _parse_mapping(value)
+
+    @field_validator("api_keys")
+    @classmethod
+    def _hashed_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [name for name, digest in value.items() if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest)]
+        if bad:
+            raise ValueError(
+                f"api_keys {bad} are not 'sha256:<64 hex>'; store the hash, never the key: igpt-server --make-key NAME"
+            )
+        return value
+
+    def auth_mode(self) -> Literal["none", "keys"]:
+        """The effective auth mode: the setting, else keys when keys are configured."""
+        if self.auth is not None:
+            return self.auth
+        return "keys" if self.api_keys else "none"
 
     @field_validator("backends", "devices", "dtypes", mode="before")
     @classmethod

@@ -17,6 +17,9 @@ _cache_root = Path(tempfile.mkdtemp(prefix="igpt-test-cache-"))
 for var in ("XDG_CACHE_HOME", "MPLCONFIGDIR", "LLM_USER_PATH"):
     os.environ.setdefault(var, str(_cache_root / var.lower()))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# The api tests build many apps: no start-up warm-up (models load on first use) unless a test
+# asks for it with Settings(warm_up=True).
+os.environ.setdefault("IGPT_WARM_UP", "false")
 
 
 @pytest.fixture(scope="session")

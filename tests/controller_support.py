@@ -183,7 +183,12 @@ class BrokenTool(Tool):
 
 
 def routing_tools() -> list[Tool]:
+    """The test tools above plus the real OpenCV tools that routing reaches by scope and words
+    (extract, crop, adjust, invert_selection) and the real EasyOCR text_mask."""
+    from igpt_tools import adjust, crop, extract, invert, ocr, text_mask
+
     backend = NumpyBackend()
+    opencv = extract.OpenCvBackend()
     return [
         SquareSegmentTool([backend]),
         MeanFillRemoveTool([backend]),
@@ -192,6 +197,11 @@ def routing_tools() -> list[Tool]:
         UnavailableReplaceTool([MissingBackend()]),
         CountTool([backend]),
         BrokenTool([backend]),
+        extract.ExtractTool([opencv]),
+        crop.CropTool([opencv]),
+        adjust.AdjustTool([opencv]),
+        invert.InvertSelectionTool([opencv]),
+        text_mask.TextMaskTool([ocr.EasyOcrBackend()]),
     ]
 
 

@@ -12,20 +12,31 @@ from igpt_server.tooling.interface import Tool
 
 def builtin_tools(settings: Settings) -> list[Tool]:
     """Every tool of this server, with its backends in order of preference."""
-    from igpt_tools import ocr
+    from igpt_tools import ocr, text_mask
 
+    reader = ocr.EasyOcrBackend()  # one reader and word cache for reading and selecting text
     tools: list[Tool] = [
-        ocr.OcrTool([ocr.EasyOcrBackend()]),
+        ocr.OcrTool([reader]),
+        text_mask.TextMaskTool([reader]),
     ]
     tools += _diffusion_tools()
     tools += _perception_tools()
     tools += _editing_tools()
+    tools += _video_tools()
     return tools
 
 
+def _video_tools() -> list[Tool]:
+    """frame, highlight, track, narrate, transcribe (igpt_tools.video)."""
+    from igpt_tools.video import video_tools
+
+    return video_tools()
+
+
 def _editing_tools() -> list[Tool]:
-    """remove, move (an inpaint backend fills the hole: SD first), extract, compose, sketch."""
-    from igpt_tools import compose, extract, inpaint, move, remove, sketch
+    """remove, move (an inpaint backend fills the hole: SD first), extract, compose, sketch,
+    crop, adjust, invert_selection."""
+    from igpt_tools import adjust, compose, crop, extract, inpaint, invert, move, remove, sketch
 
     return [
         remove.RemoveTool([inpaint.SdInpaintBackend(), remove.OpenCvInpaintBackend()]),
@@ -33,6 +44,9 @@ def _editing_tools() -> list[Tool]:
         extract.ExtractTool([extract.OpenCvBackend()]),
         compose.ComposeTool([extract.OpenCvBackend()]),
         sketch.SketchTool([extract.OpenCvBackend()]),
+        crop.CropTool([extract.OpenCvBackend()]),
+        adjust.AdjustTool([extract.OpenCvBackend()]),
+        invert.InvertSelectionTool([extract.OpenCvBackend()]),
     ]
 
 
@@ -41,16 +55,22 @@ def _perception_tools() -> list[Tool]:
 
     One SAM backend is shared, so all of them share its image-embedding cache.
     """
-    from igpt_tools import ground, sam, segment, vqa
+    from igpt_tools import ground, sam, sam2, segment, vqa
 
     sam_backend = sam.SamSegmentBackend()
+    sam2_backend = sam2.Sam2SegmentBackend()  # SAM 2 first: it answers when both are present
     grounding = ground.GroundingDinoBackend()
     vision: list[vqa.VisionBackend] = [vqa.VlmBackend(), vqa.OpenAiVisionBackend()]
     return [
-        segment.SegmentTool([sam_backend, segment.OpenCvSegmentBackend()]),
-        sam.SegmentEverythingTool([sam_backend]),
+        segment.SegmentTool([sam2_backend, sam_backend, segment.HedSegmentBackend(), segment.OpenCvSegmentBackend()]),
+        sam.SegmentEverythingTool([sam2_backend, sam_backend]),
         ground.GroundTool([grounding]),
-        ground.GroundAndSegmentTool([ground.GroundAndSegmentBackend(grounding, sam_backend)]),
+        ground.GroundAndSegmentTool(
+            [
+                ground.GroundAndSam2Backend(grounding, sam2_backend),
+                ground.GroundAndSegmentBackend(grounding, sam_backend),
+            ]
+        ),
         vqa.VqaTool(vision),
         vqa.CaptionTool(vision),
     ]

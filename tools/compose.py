@@ -26,6 +26,7 @@ from igpt_server.tooling.interface import (
     ToolArgs,
     ToolContext,
     ToolOutput,
+    ToolWords,
 )
 from igpt_tools.extract import OpenCvBackend
 
@@ -134,6 +135,11 @@ class ComposeTool(Tool):
         "canvas of width x height. Answers 'put the dog on this picture', 'paste it here'."
     )
     args_model = ComposeArgs
+    words = ToolWords(
+        verbs=("paste", "compose", "insert", "place", "stick", "put * back", "drop * in"),
+        nouns=("collage", "composite"),
+        examples=("paste the cut-out here", "put the dog back on the left"),
+    )
 
     def run(self, args: ComposeArgs, ctx: ToolContext, backend: OpenCvBackend) -> ToolOutput:
         if args.image_path is not None:

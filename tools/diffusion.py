@@ -9,29 +9,25 @@ Where checkpoints are found (never downloaded while serving a request):
 
 Devices and dtypes come from the model pool (``IGPT_DEVICES``/``IGPT_DTYPES`` per family:
 ``inpaint``, ``generate``): fp16 on CUDA by default, fp32 on the CPU. Pipelines go into the
-pool as they are (it measures and moves their ``components``); controlnet-aux detectors are
-wrapped in :class:`TorchBundle` so their weights are counted too. GPU out-of-memory during
-a request is retried once at a smaller working size (:func:`retry_smaller_on_oom`), then
-reported as a 503.
+pool as :class:`~igpt_server.models.pool.PooledModule` values (their module ``components``
+are measured and moved), controlnet-aux detectors too (their networks). A request runs under
+the pool's one out-of-memory policy (:meth:`ModelPool.run`): retried once after freeing the
+device, then once at 3/4 of the working size (:func:`smaller_size`), then a 503.
 """
 
 from __future__ import annotations
 
-import gc
 import importlib.util
 import logging
-import sys
-from collections.abc import Callable, Iterator, Sequence
-from itertools import chain
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from igpt_server.errors import ServiceUnavailable, ToolUnavailable
-from igpt_server.models.pool import is_out_of_memory, torch_dtype
+from igpt_server.errors import ToolUnavailable
+from igpt_server.models.pool import PooledModule, torch_dtype
 from igpt_server.settings import Settings
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 #: longest prompt accepted (CLIP reads the first 77 tokens; longer text is a caller's mistake)
 MAX_PROMPT_CHARS = 1000
 
@@ -80,67 +76,10 @@ def missing_message(what: str, settings: Settings, subdir: str, needs: str, hub_
     return f"no {what} checkpoint: {where}{hub}; nothing is downloaded at run time"
 
 
-class TorchBundle:
-    """A library object (a controlnet-aux detector) seen by the model pool as one model.
-
-    ``parameters()``/``buffers()`` cover all its torch modules, ``to(device)`` moves them,
-    so the model pool can measure and offload it like an ``nn.Module``.
-    """
-
-    def __init__(self, obj: Any, modules: Sequence[Any]) -> None:
-        self.obj = obj
-        self.modules = list(modules)
-
-    def parameters(self) -> Iterator[Any]:
-        return chain.from_iterable(m.parameters() for m in self.modules)
-
-    def buffers(self) -> Iterator[Any]:
-        return chain.from_iterable(m.buffers() for m in self.modules)
-
-    def to(self, device: str) -> TorchBundle:
-        for module in self.modules:
-            module.to(device)
-        return self
-
-
-def retry_smaller_on_oom(
-    run: Callable[[int], T], size: int, *, multiple: int, what: str, free: Callable[[], object] | None = None
-) -> T:
-    """``run(size)``; on GPU out-of-memory, ``free()`` and retry once at 3/4 of ``size``.
-
-    ``size`` is the working resolution (long side, pixels); the retry is rounded down to
-    ``multiple``. ``free`` makes room first (the pool's ``free(device, keep=key)`` evicts idle
-    models and empties the CUDA cache). A second out-of-memory becomes
-    :class:`ServiceUnavailable` (503); the model stays loaded and usable for the next request.
-    """
-    smaller = max(multiple, (size * 3 // 4) // multiple * multiple)
-    try:
-        return run(size)
-    except Exception as exc:
-        if not is_out_of_memory(exc):
-            raise
-        log.warning("%s ran out of GPU memory at %d px; retrying at %d px", what, size, smaller)
-    _free(free)
-    try:
-        return run(smaller)
-    except Exception as exc:
-        if not is_out_of_memory(exc):
-            raise
-        _free(free)
-        raise ServiceUnavailable(
-            f"{what} ran out of GPU memory even at {smaller} px (first try {size} px); free GPU memory "
-            "(fewer models per GPU in IGPT_DEVICES, a smaller IGPT_POOL__GPU_BUDGET_MB) or retry later",
-            code="out_of_memory",
-        ) from exc
-
-
-def _free(free: Callable[[], object] | None) -> None:
-    gc.collect()
-    if free is not None:
-        free()
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()
+def smaller_size(size: int, multiple: int) -> int:
+    """The working size to retry at after running out of memory: 3/4 of ``size``, rounded down
+    to ``multiple`` (at least ``multiple``)."""
+    return max(multiple, (size * 3 // 4) // multiple * multiple)
 
 
 def fit_size(width: int, height: int, long_side: int, multiple: int) -> tuple[int, int]:
@@ -171,12 +110,13 @@ def cpu_generator(seed: int) -> Any:
     return torch.Generator("cpu").manual_seed(seed)
 
 
-def pipeline_loader(pipeline_class: str, path: Path, dtype: str, what: str) -> Callable[[str], Any]:
+def pipeline_loader(pipeline_class: str, path: Path, dtype: str, what: str) -> Callable[[str], PooledModule[Any]]:
     """A pool loader of the diffusers pipeline ``pipeline_class`` (e.g. ``"StableDiffusionPipeline"``)
     from the local folder ``path``, in ``dtype``, without the safety checker; ``what`` names the
-    model in the error when the folder is incomplete."""
+    model in the error when the folder is incomplete. The pool holds it as a
+    :class:`PooledModule` whose ``obj`` is the pipeline."""
 
-    def load(device: str) -> Any:
+    def load(device: str) -> PooledModule[Any]:
         import diffusers
 
         try:
@@ -194,6 +134,6 @@ def pipeline_loader(pipeline_class: str, path: Path, dtype: str, what: str) -> C
                 "check that it is a complete diffusers folder (model_index.json, unet/, vae/, ...)"
             ) from exc
         pipe.set_progress_bar_config(disable=True)
-        return pipe.to(device)
+        return PooledModule(pipe.to(device), device=device, dtype=dtype)
 
     return load

@@ -19,6 +19,7 @@ from igpt_server.tooling.interface import (
     ToolArgs,
     ToolContext,
     ToolOutput,
+    ToolWords,
 )
 
 
@@ -53,6 +54,37 @@ class ExtractTool(Tool):
         "object'."
     )
     args_model = ExtractArgs
+    words = ToolWords(
+        verbs=(
+            "cut out",
+            "extract",
+            "isolate",
+            "copy",
+            "lift",
+            "clip out",
+            "remove the background",
+            "remove background",
+            "drop the background",
+            "erase the background",
+            "get rid of the background",
+            "make the background transparent",
+        ),
+        nouns=(
+            "cut-out",
+            "cutout",
+            "transparent background",
+            "transparent png",
+            "no background",
+            "sticker",
+            "background removal",
+        ),
+        examples=(
+            "cut out the dog",
+            "isolate the truck",
+            "remove the background of the dog",
+            "give me the dog on a transparent background",
+        ),
+    )
 
     def run(self, args: ExtractArgs, ctx: ToolContext, backend: Backend) -> ToolOutput:
         image = ctx.read_image(args.image_path)

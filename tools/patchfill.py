@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from igpt_server.tooling import progress
+
 #: patch radius (patches are 2r+1 pixels square)
 RADIUS = 2
 #: the coarsest level is the one where the hole is at most this many pixels from its edge
@@ -56,7 +58,8 @@ def fill(picture: np.ndarray, hole: np.ndarray, seed: int = 0) -> np.ndarray:
     """HxWx3 uint8: ``picture`` (HxWx3 uint8) with the ``hole`` (HxW bool) filled from the rest.
 
     Pixels outside the hole are returned unchanged. Falls back to Telea when no patch lies
-    wholly outside the hole.
+    wholly outside the hole. Reports its progress per pyramid level and stops between levels
+    when the request was cancelled (:mod:`igpt_server.tooling.progress`).
     """
     rng = np.random.default_rng(seed)
     pyramid = _pyramid(picture.astype(np.float32), hole)
@@ -65,6 +68,9 @@ def fill(picture: np.ndarray, hole: np.ndarray, seed: int = 0) -> np.ndarray:
     image = telea(*pyramid[coarsest])
     nnf: _Field | None = None
     for level in range(coarsest, finest - 1, -1):
+        progress.check_cancelled()
+        step, steps = coarsest - level + 1, coarsest - finest + 1
+        progress.report("running", f"filling (level {step} of {steps})", percent=100 * (step - 1) / steps)
         level_image, level_hole = pyramid[level]
         if level != coarsest:
             image = _carry_up(image, level_image, level_hole)

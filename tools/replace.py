@@ -21,6 +21,7 @@ from igpt_server.tooling.interface import (
     ToolArgs,
     ToolContext,
     ToolOutput,
+    ToolWords,
 )
 from igpt_tools.diffusion import MAX_PROMPT_CHARS, non_blank
 from igpt_tools.inpaint import SdInpaintBackend
@@ -55,6 +56,22 @@ class ReplaceTool(Tool):
         "mask_path (the object to replace) and prompt (the new content, in a few words)."
     )
     args_model = ReplaceArgs
+    words = ToolWords(
+        verbs=(
+            "replace",
+            "swap",
+            "substitute",
+            "exchange",
+            "turn * into",
+            "change * into",
+            "change * to",
+            "replace * with",
+            "make * into",
+        ),
+        examples=("replace this with a red car", "turn the dog into a cat"),
+        senses=("replace.v.01", "substitute.v.01"),
+        roles=(("prompt", "prompt"),),
+    )
     gestures = ()
 
     def run(self, args: ReplaceArgs, ctx: ToolContext, backend: SdInpaintBackend) -> ToolOutput:

@@ -15,7 +15,10 @@ The model runs on ``IGPT_DEVICES=sam=...``; on a GPU its image encoder (nearly a
 runs in bf16 (``IGPT_DTYPES=sam=fp16|fp32`` to change) while the prompt encoder and the mask
 decoder stay in fp32. The image embedding is computed once per (session, image artifact)
 and kept in a bounded LRU cache on the CPU (``IGPT_POOL__SAM_EMBEDDING_CACHE`` images), so a
-click costs only the decoder. Coordinates are image pixels; masks are HxW bool.
+click costs only the decoder; an upload computes it in the background (:meth:`precompute`).
+Coordinates are image pixels; masks are HxW bool. The model is a
+:class:`~igpt_server.models.pool.PooledModule` holding segment-anything's ``SamPredictor``;
+every call goes through the pool's one out-of-memory policy (:meth:`ModelPool.run`).
 """
 
 from __future__ import annotations
@@ -26,17 +29,17 @@ import logging
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from igpt_server.errors import ServiceUnavailable, ToolUnavailable
+from igpt_server.errors import ToolUnavailable
+from igpt_server.models.pool import PooledModule, Shrink
 from igpt_server.perception.geometry import mask_bbox
 from igpt_server.perception.gestures import Box, Click, Stroke
 from igpt_server.settings import Settings
@@ -49,7 +52,9 @@ from igpt_server.tooling.interface import (
     ToolArgs,
     ToolContext,
     ToolOutput,
+    ToolWords,
 )
+from igpt_tools.segment import SegmentAnswer, SegmentBackend
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +71,11 @@ OFFICIAL_FILES = "sam_vit_h_4b8939.pth, sam_vit_l_0b3195.pth or sam_vit_b_01ec64
 STROKE_POINTS = 8
 #: the automatic mask generator works on the image scaled to this long side (SAM's own input size)
 EVERYTHING_SIDE = 1024
+#: boxes decoded together (ground_and_segment)
+BOX_BATCH = 4
+#: points the automatic mask generator decodes together, and after running out of memory
+POINT_BATCH, SMALL_POINT_BATCH = 64, 16
+T = TypeVar("T")
 
 
 class SamConfig(BaseModel):
@@ -187,35 +197,14 @@ def build_sam(config: SamConfig) -> Any:
     return sam.eval()
 
 
-class SamModel:
-    """What the model pool holds for SAM: the network and its stateful predictor.
+def load_sam(checkpoint: SamCheckpoint, device: str, dtype: str) -> PooledModule[Any]:
+    """Build the architecture, load the weights, place it; the image encoder runs in ``dtype``.
 
-    ``to(device)`` moves the weights (the predictor reads its device off the model), so
-    the pool can offload it; ``parameters()``/``buffers()`` let the pool measure it.
+    The pool holds segment-anything's ``SamPredictor`` (``obj``) over the network; moving it
+    drops the predictor's image (its features lived on the old device).
     """
-
-    def __init__(self, sam: Any, encoder_dtype: str) -> None:
-        from segment_anything import SamPredictor
-
-        self.sam = sam
-        self.encoder_dtype = encoder_dtype
-        self.predictor = SamPredictor(sam)
-
-    def to(self, device: str) -> SamModel:
-        self.sam.to(device)
-        self.predictor.reset_image()
-        return self
-
-    def parameters(self) -> Iterator[Any]:
-        return iter(self.sam.parameters())
-
-    def buffers(self) -> Iterator[Any]:
-        return iter(self.sam.buffers())
-
-
-def load_sam(checkpoint: SamCheckpoint, device: str, dtype: str) -> SamModel:
-    """Build the architecture, load the weights, place it; the image encoder runs in ``dtype``."""
     import torch
+    from segment_anything import SamPredictor
 
     from igpt_server.models.pool import torch_dtype
 
@@ -225,30 +214,45 @@ def load_sam(checkpoint: SamCheckpoint, device: str, dtype: str) -> SamModel:
         sam.load_state_dict(state)
     except Exception as exc:  # a truncated file or the wrong architecture
         raise ToolUnavailable(
-            f"cannot load the SAM checkpoint {checkpoint.path} as {checkpoint.config.name}: {type(exc).__name__}: "
-            f"{str(exc)[:300]}; check the file (or the sizes in {CONFIG_FILE})"
+            f"cannot load the SAM checkpoint {checkpoint.path.name} ({checkpoint.path}) as {checkpoint.config.name}: "
+            f"{type(exc).__name__}: {str(exc)[:300]}; check the file (or the sizes in {CONFIG_FILE})"
         ) from None
     sam.to(device)
     if dtype != "fp32":
-        _run_encoder_in(sam.image_encoder, torch_dtype(dtype))
+        run_encoder_in(sam.image_encoder, torch_dtype(dtype))
     log.info("SAM %s loaded from %s on %s (encoder %s)", checkpoint.config.name, checkpoint.path, device, dtype)
-    return SamModel(sam, dtype)
+    return PooledModule(SamPredictor(sam), [sam], device=device, dtype=dtype, on_move=_forget_image)
 
 
-def _run_encoder_in(encoder: Any, dtype: Any) -> None:
-    """Store the image encoder in ``dtype``: its input is cast in, its embedding cast back to fp32."""
+def _forget_image(predictor: Any, _device: str) -> None:
+    predictor.reset_image()
+
+
+def run_encoder_in(encoder: Any, dtype: Any) -> None:
+    """Store the image encoder in ``dtype``: its input is cast in, its outputs cast back to fp32
+    (a tensor, or a dict / list of tensors as SAM 2's encoder returns)."""
     encoder.to(dtype)
     encoder.register_forward_pre_hook(lambda _module, args: (args[0].to(dtype), *args[1:]))
-    encoder.register_forward_hook(lambda _module, _args, output: output.float())
+    encoder.register_forward_hook(lambda _module, _args, output: _to_fp32(output))
+
+
+def _to_fp32(value: Any) -> Any:
+    import torch
+
+    if isinstance(value, dict):
+        return {k: _to_fp32(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_fp32(v) for v in value)
+    return value.float() if isinstance(value, torch.Tensor) and value.is_floating_point() else value
 
 
 @dataclass
 class Embedding:
-    """A cached image embedding: SamPredictor's state after ``set_image`` (features on the CPU)."""
+    """A cached image embedding: a predictor's state after ``set_image`` (tensors on the CPU)
+    for an image of ``original_size`` (H, W)."""
 
-    features: Any
+    state: dict[str, Any]
     original_size: tuple[int, int]
-    input_size: tuple[int, int]
 
 
 class EmbeddingCache:
@@ -301,14 +305,35 @@ class Segment:
     stability: float
 
 
-class SamSegmentBackend(Backend):
+@dataclass(frozen=True)
+class Everything:
+    """Settings of one automatic mask generation run (see :meth:`SamSegmentBackend.segment_everything`)."""
+
+    points_per_side: int
+    points_per_batch: int
+    pred_iou_thresh: float
+    stability_score_thresh: float
+
+
+class SamSegmentBackend(SegmentBackend):
     """The ``sam`` backend of the ``segment`` tool; also serves ``segment_everything`` and
-    ``ground_and_segment``. One instance per server shares the embedding cache."""
+    ``ground_and_segment``. One instance per server shares the embedding cache.
+
+    The SAM 2 backend (:mod:`igpt_tools.sam2`) is this class with another checkpoint finder,
+    loader and predictor state; everything else (the cache, prompts, the multimask choice,
+    the automatic mask generator's filtering, the out-of-memory policy) is shared. Every model
+    call goes through :meth:`ModelPool.run` (retry after freeing the device; the automatic mask
+    generator shrinks its point batches before giving up with a 503).
+    """
 
     name = "sam"
     requires: ClassVar[tuple[str, ...]] = ("torch", "segment_anything")
     extra = "full"
     model_families: ClassVar[tuple[str, ...]] = ("sam",)
+    #: the model family in IGPT_DEVICES / IGPT_DTYPES
+    family: ClassVar[str] = "sam"
+    #: what the tool texts call the model
+    label: ClassVar[str] = "SAM"
 
     def __init__(self) -> None:
         self.cache = EmbeddingCache()
@@ -318,10 +343,58 @@ class SamSegmentBackend(Backend):
         if reason is not None:
             return reason
         try:
-            find_checkpoint(settings.model_dir)
+            self.find(settings.model_dir)
         except ToolUnavailable as exc:
             return exc.message
         return None
+
+    # what differs between SAM and SAM 2 -------------------------------------------------
+
+    def find(self, model_dir: Path | None) -> Any:
+        """The checkpoint (anything with a pool ``key``), or :class:`ToolUnavailable`."""
+        return find_checkpoint(model_dir)
+
+    def load(self, checkpoint: Any, device: str, dtype: str) -> PooledModule[Any]:
+        """The pooled predictor (``obj``) of ``checkpoint`` on ``device``."""
+        return load_sam(checkpoint, device, dtype)
+
+    def snapshot(self, predictor: Any) -> Embedding:
+        """The predictor's image state after ``set_image``, copied to the CPU."""
+        return Embedding(
+            {"features": predictor.features.detach().cpu(), "input_size": predictor.input_size},
+            tuple(predictor.original_size),
+        )
+
+    def restore(self, predictor: Any, embedding: Embedding) -> None:
+        """Put a cached image state back into the predictor (on its device)."""
+        predictor.features = embedding.state["features"].to(predictor.device)
+        predictor.original_size = embedding.original_size
+        predictor.input_size = embedding.state["input_size"]
+        predictor.is_image_set = True
+
+    def decode_boxes(self, predictor: Any, boxes: np.ndarray, shape: tuple[int, int]) -> list[SamPrediction]:
+        """One mask per XYXY box (Nx4 float32, image pixels) for the image set in the predictor."""
+        import torch
+
+        chunk = torch.as_tensor(boxes, device=predictor.device)
+        transformed = predictor.transform.apply_boxes_torch(chunk, shape)
+        masks, scores, _ = predictor.predict_torch(None, None, transformed, multimask_output=False)
+        return [
+            SamPrediction(mask=mask.astype(bool), score=float(score))
+            for mask, score in zip(masks[:, 0].cpu().numpy(), scores[:, 0].float().cpu().numpy(), strict=True)
+        ]
+
+    def mask_generator(self, predictor: Any, run: Everything) -> Any:
+        """The library's automatic mask generator over the predictor's network."""
+        from segment_anything import SamAutomaticMaskGenerator
+
+        return SamAutomaticMaskGenerator(
+            predictor.model,
+            points_per_side=run.points_per_side,
+            points_per_batch=run.points_per_batch,
+            pred_iou_thresh=run.pred_iou_thresh,
+            stability_score_thresh=run.stability_score_thresh,
+        )
 
     # the segment interface --------------------------------------------------------------
 
@@ -329,11 +402,19 @@ class SamSegmentBackend(Backend):
         self, ctx: ToolContext, image_path: str, image: np.ndarray, gesture: Click | Box | Stroke
     ) -> np.ndarray:
         """HxW bool mask of the object the gesture points at (``image``: HxWx3 uint8 RGB)."""
+        return self.answer(ctx, image_path, image, gesture).mask
+
+    def answer(
+        self, ctx: ToolContext, image_path: str, image: np.ndarray, gesture: Click | Box | Stroke
+    ) -> SegmentAnswer:
+        """The mask, and whether the image's embedding was cached before this gesture."""
         points, labels, box = gesture_prompt(gesture)
-        prediction = _retry_once_on_oom(
-            lambda: self.predict(ctx, image_path, image, points=points, labels=labels, box=box)
-        )
-        return np.asarray(prediction.mask, dtype=bool)
+        prediction, cached = self._predict(ctx, image_path, image, points, labels, box)
+        return SegmentAnswer(np.asarray(prediction.mask, dtype=bool), precomputed=cached)
+
+    def precompute(self, ctx: ToolContext, image_path: str, image: np.ndarray) -> bool:
+        """Compute and cache the image's embedding now (on upload); True when it was not cached."""
+        return not self._on_image(ctx, image_path, image, lambda _predictor: None)[1]
 
     def predict(
         self,
@@ -347,39 +428,51 @@ class SamSegmentBackend(Backend):
     ) -> SamPrediction:
         """One mask from points (label 1 include, 0 exclude) and/or an XYXY box, all in image pixels.
 
-        A single click alone is ambiguous: SAM proposes three masks and the one with the best
-        predicted IoU wins. Several points, or a box, ask for one mask.
+        A single click alone is ambiguous: the model proposes three masks and the one with the
+        best predicted IoU wins. Several points, or a box, ask for one mask.
         """
+        return self._predict(ctx, image_path, image, points, labels, box)[0]
+
+    def _predict(
+        self,
+        ctx: ToolContext,
+        image_path: str,
+        image: np.ndarray,
+        points: Sequence[tuple[float, float]],
+        labels: Sequence[int],
+        box: tuple[float, float, float, float] | None,
+    ) -> tuple[SamPrediction, bool]:
         if len(points) != len(labels):
             raise ValueError(f"{len(points)} points but {len(labels)} labels")
         if not points and box is None:
-            raise ValueError("SAM needs at least one point or a box")
+            raise ValueError(f"{self.label} needs at least one point or a box")
         multimask = box is None and len(points) == 1
-        with self._predictor(ctx, image_path, image) as predictor:
+
+        def decode(predictor: Any) -> SamPrediction:
             masks, scores, _ = predictor.predict(
                 point_coords=np.asarray(points, dtype=np.float32) if points else None,
                 point_labels=np.asarray(labels, dtype=np.int64) if points else None,
                 box=np.asarray(box, dtype=np.float32) if box is not None else None,
                 multimask_output=multimask,
             )
-        best = int(np.argmax(scores))
-        return SamPrediction(mask=np.asarray(masks[best], dtype=bool), score=float(scores[best]))
+            best = int(np.argmax(scores))
+            return SamPrediction(mask=np.asarray(masks[best], dtype=bool), score=float(scores[best]))
+
+        return self._on_image(ctx, image_path, image, decode)
 
     def predict_boxes(
         self, ctx: ToolContext, image_path: str, image: np.ndarray, boxes: Sequence[tuple[float, float, float, float]]
     ) -> list[SamPrediction]:
         """One mask per XYXY box (image pixels), decoded in small batches."""
-        import torch
+        array = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
 
-        results: list[SamPrediction] = []
-        with self._predictor(ctx, image_path, image) as predictor:
-            for start in range(0, len(boxes), 4):
-                chunk = torch.as_tensor(np.asarray(boxes[start : start + 4], dtype=np.float32), device=predictor.device)
-                transformed = predictor.transform.apply_boxes_torch(chunk, image.shape[:2])
-                masks, scores, _ = predictor.predict_torch(None, None, transformed, multimask_output=False)
-                for mask, score in zip(masks[:, 0].cpu().numpy(), scores[:, 0].float().cpu().numpy(), strict=True):
-                    results.append(SamPrediction(mask=mask.astype(bool), score=float(score)))
-        return results
+        def decode(predictor: Any) -> list[SamPrediction]:
+            results: list[SamPrediction] = []
+            for start in range(0, len(array), BOX_BATCH):
+                results += self.decode_boxes(predictor, array[start : start + BOX_BATCH], image.shape[:2])
+            return results
+
+        return self._on_image(ctx, image_path, image, decode)[0]
 
     def segment_everything(
         self,
@@ -391,22 +484,23 @@ class SamSegmentBackend(Backend):
         stability_score_thresh: float = 0.95,
         min_area_fraction: float = 0.0005,
     ) -> list[Segment]:
-        """Every segment SAM's automatic mask generator finds, largest first, at ``image``'s size.
+        """Every segment the automatic mask generator finds, largest first, at ``image``'s size.
 
-        The generator runs on the image scaled to a 1024-pixel long side (SAM's input size),
-        so a 6000x4000 photo costs what a 1024x683 one does; masks are scaled back up.
+        The generator runs on the image scaled to a 1024-pixel long side (the model's input
+        size), so a 6000x4000 photo costs what a 1024x683 one does; masks are scaled back up.
+        Out of memory twice, it retries with :data:`SMALL_POINT_BATCH` points per batch.
         """
-        from segment_anything import SamAutomaticMaskGenerator
-
         small, scale = _downscale(image, EVERYTHING_SIDE)
-        with self._model(ctx) as (model, _key):
-            generator = SamAutomaticMaskGenerator(
-                model.sam,
-                points_per_side=points_per_side,
-                pred_iou_thresh=pred_iou_thresh,
-                stability_score_thresh=stability_score_thresh,
-            )
-            raw = generator.generate(small)
+        run = Everything(points_per_side, POINT_BATCH, pred_iou_thresh, stability_score_thresh)
+        smaller = replace(run, points_per_batch=SMALL_POINT_BATCH)
+        raw = self._run(
+            ctx,
+            lambda predictor: self.mask_generator(predictor, run).generate(small),
+            Shrink(
+                lambda predictor: self.mask_generator(predictor, smaller).generate(small),
+                f"with {SMALL_POINT_BATCH} instead of {POINT_BATCH} points per batch",
+            ),
+        )
         height, width = image.shape[:2]
         min_area = min_area_fraction * height * width
         segments = []
@@ -421,45 +515,53 @@ class SamSegmentBackend(Backend):
 
     # model and embedding ----------------------------------------------------------------
 
-    @contextmanager
-    def _model(self, ctx: ToolContext) -> Iterator[tuple[SamModel, str]]:
-        checkpoint = find_checkpoint(ctx.settings.model_dir)
-        device = ctx.pool.device_for("sam")
-        dtype = ctx.pool.dtype_for("sam", device, gpu_default="bf16")
-        self.cache.size = ctx.settings.pool.sam_embedding_cache
-
-        def load(target: str) -> SamModel:
-            return load_sam(checkpoint, target, dtype)
-
-        with ctx.pool.use(checkpoint.key, load, backend=self.name, device=device, dtype=dtype) as model:
-            yield model, checkpoint.key
-
-    @contextmanager
-    def _predictor(self, ctx: ToolContext, image_path: str, image: np.ndarray) -> Iterator[Any]:
-        """The predictor with ``image`` set, from the cache when this image was seen before.
-
-        Runs under the model's pool lock: concurrent requests queue.
-        """
+    def _run(self, ctx: ToolContext, work: Callable[[Any], T], shrink: Shrink[T] | None = None) -> T:
+        """``work(predictor)`` under the model's pool lock, with the pool's out-of-memory policy."""
         import torch
 
+        found = self.find(ctx.settings.model_dir)
+        device = ctx.pool.device_for(self.family)
+        dtype = ctx.pool.dtype_for(self.family, device, gpu_default="bf16")
+        self.cache.size = ctx.settings.pool.sam_embedding_cache
+
+        def attempt(model: PooledModule[Any]) -> T:
+            with torch.inference_mode():
+                return work(model.obj)
+
+        def with_less(model: PooledModule[Any]) -> T:
+            assert shrink is not None
+            with torch.inference_mode():
+                return shrink.work(model.obj)
+
+        return ctx.pool.run(
+            found.key,
+            lambda target: self.load(found, target, dtype),
+            attempt,
+            backend=self.name,
+            device=device,
+            dtype=dtype,
+            shrink=None if shrink is None else Shrink(with_less, shrink.what),
+        )
+
+    def _on_image(
+        self, ctx: ToolContext, image_path: str, image: np.ndarray, work: Callable[[Any], T]
+    ) -> tuple[T, bool]:
+        """``work(predictor)`` with ``image`` set, from the cache when this image was embedded
+        before; returns its result and whether the embedding was cached."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an HxWx3 uint8 RGB image, got {image.shape} {image.dtype}")
-        with self._model(ctx) as (model, key), torch.inference_mode():
-            predictor = model.predictor
-            cache_key = (key, ctx.session_id, image_path)
-            cached = self.cache.get(cache_key)
+        key = (self.find(ctx.settings.model_dir).key, ctx.session_id, image_path)
+
+        def on_image(predictor: Any) -> tuple[T, bool]:
+            cached = self.cache.get(key)
             if cached is not None and cached.original_size == image.shape[:2]:
-                predictor.features = cached.features.to(predictor.device)
-                predictor.original_size = cached.original_size
-                predictor.input_size = cached.input_size
-                predictor.is_image_set = True
+                self.restore(predictor, cached)
             else:
                 predictor.set_image(image)
-                self.cache.put(
-                    cache_key,
-                    Embedding(predictor.features.detach().cpu(), predictor.original_size, predictor.input_size),
-                )
-            yield predictor
+                self.cache.put(key, self.snapshot(predictor))
+            return work(predictor), cached is not None and cached.original_size == image.shape[:2]
+
+        return self._run(ctx, on_image)
 
 
 def gesture_prompt(
@@ -530,6 +632,10 @@ class SegmentEverythingTool(Tool):
         "as masks. Answers 'segment everything', 'show me all the objects', 'split the picture into parts'."
     )
     args_model = SegmentEverythingArgs
+    words = ToolWords(
+        verbs=("segment everything", "select everything", "segment all", "label everything"),
+        examples=("segment everything",),
+    )
     gestures = ()
 
     def __init__(
@@ -547,25 +653,23 @@ class SegmentEverythingTool(Tool):
 
     def run(self, args: SegmentEverythingArgs, ctx: ToolContext, backend: SamSegmentBackend) -> ToolOutput:
         image = ctx.read_image(args.image_path)
-        segments = _retry_once_on_oom(
-            lambda: backend.segment_everything(
-                ctx,
-                image,
-                points_per_side=args.points_per_side,
-                pred_iou_thresh=self.pred_iou_thresh,
-                stability_score_thresh=self.stability_score_thresh,
-                min_area_fraction=self.min_area_fraction,
-            )
+        segments = backend.segment_everything(
+            ctx,
+            image,
+            points_per_side=args.points_per_side,
+            pred_iou_thresh=self.pred_iou_thresh,
+            stability_score_thresh=self.stability_score_thresh,
+            min_area_fraction=self.min_area_fraction,
         )
         if not segments:
-            return ToolOutput(text=f"SAM found no segments in {args.image_path}.", data={"segments": []})
+            return ToolOutput(text=f"{backend.label} found no segments in {args.image_path}.", data={"segments": []})
         kept = segments[: args.max_masks]
         artifacts = [
             NewArtifact(ArtifactKind.image, overlay_segments(image, segments), args.image_path, "segments"),
             *(NewArtifact(ArtifactKind.mask, s.mask, args.image_path, f"segment{i + 1}") for i, s in enumerate(kept)),
         ]
         text = (
-            f"SAM found {len(segments)} segments in {args.image_path}; the first artifact shows them all "
+            f"{backend.label} found {len(segments)} segments in {args.image_path}; the first artifact shows them all "
             f"in colour, the next {len(kept)} are the largest as masks (largest first)."
         )
         data = {
@@ -585,14 +689,3 @@ def overlay_segments(image: np.ndarray, segments: Sequence[Segment], alpha: floa
         colour = cv2.cvtColor(np.array([[[hue, 200, 255]]], dtype=np.uint8), cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
         out[segment.mask] = (1 - alpha) * out[segment.mask] + alpha * colour
     return np.clip(out, 0, 255).astype(np.uint8)
-
-
-def _retry_once_on_oom(action: Any) -> Any:
-    """Run ``action``; after an out-of-memory (the pool has freed the device) try once more."""
-    try:
-        return action()
-    except ServiceUnavailable as exc:
-        if exc.code != "out_of_memory":
-            raise
-        log.warning("out of memory; retrying once after the pool freed the device")
-        return action()

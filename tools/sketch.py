@@ -20,6 +20,7 @@ from igpt_server.tooling.interface import (
     ToolArgs,
     ToolContext,
     ToolOutput,
+    ToolWords,
 )
 from igpt_tools.extract import OpenCvBackend
 
@@ -38,6 +39,11 @@ class SketchTool(Tool):
         "earlier sketch."
     )
     args_model = SketchArgs
+    words = ToolWords(
+        verbs=("scribble", "doodle", "draw strokes"),
+        nouns=("sketch", "strokes"),
+        examples=("keep my strokes as a sketch",),
+    )
     gestures = ("stroke",)
 
     def run(self, args: SketchArgs, ctx: ToolContext, backend: OpenCvBackend) -> ToolOutput:

@@ -18,10 +18,10 @@ and, for models that cannot read coordinates, the masked crop of the region (out
 dimmed) follows the whole image as a second image (``IGPT_VISION__REGION_CROP=false`` sends the
 image alone). The instruction texts are ``prompts/vqa_region.md`` and ``prompts/caption.md``.
 
-An uploaded image is captioned once, in the background: :func:`caption_in_background`
-(called by the upload route) stores the caption as an ``event`` message
-``{"event": "caption", "image_path", "caption"}`` that :func:`latest_caption` finds for the
-controller's scene context.
+An uploaded image is captioned once, in the background: :meth:`CaptionTool.on_image_upload`
+(run by the server's background executor after an upload) returns the caption as a note the
+server stores as an ``event`` message ``{"event": "caption", "image_path", "caption"}`` that
+:func:`latest_caption` finds for the controller's scene context.
 """
 
 from __future__ import annotations
@@ -29,24 +29,32 @@ from __future__ import annotations
 import base64
 import io
 import logging
-import threading
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
 from pydantic import Field
 
-from igpt_server.errors import IgptError, InvalidInput, NotFound, ServiceUnavailable, ToolUnavailable
+from igpt_server.errors import InvalidInput, ServiceUnavailable, ToolUnavailable
 from igpt_server.models.pool import PooledModule
 from igpt_server.perception.geometry import box_mask, mask_bbox
 from igpt_server.perception.gestures import Box, Click, check_inside
 from igpt_server.settings import Settings
-from igpt_server.store import SessionState, SessionStore
-from igpt_server.tooling.interface import Backend, ImagePath, MaskPath, Tool, ToolArgs, ToolContext, ToolOutput
+from igpt_server.store import SessionState
+from igpt_server.tooling.interface import (
+    Backend,
+    ImagePath,
+    MaskPath,
+    Tool,
+    ToolArgs,
+    ToolContext,
+    ToolOutput,
+    ToolWords,
+    UploadNote,
+)
 
 log = logging.getLogger(__name__)
 
@@ -188,13 +196,13 @@ def find_vlm_dir(model_dir: Path | None) -> Path:
     return folder
 
 
-class VlmModel(PooledModule):
-    """What the pool holds: a transformers image-text-to-text model and its processor."""
+class VlmModel(PooledModule[Any]):
+    """What the pool holds: a transformers image-text-to-text model (``obj``), its processor and
+    the torch dtype its floating inputs are cast to."""
 
-    def __init__(self, model: Any, processor: Any, dtype: Any) -> None:
-        self.model = model
+    def __init__(self, model: Any, processor: Any, *, device: str, dtype: str) -> None:
+        super().__init__(model, [model], device=device, dtype=dtype)
         self.processor = processor
-        self.dtype = dtype
 
 
 def load_vlm(folder: Path, device: str, dtype: str) -> VlmModel:
@@ -215,7 +223,7 @@ def load_vlm(folder: Path, device: str, dtype: str) -> VlmModel:
         ) from None
     model.to(device)
     model.eval()
-    return VlmModel(model, processor, torch_dtype(dtype))
+    return VlmModel(model, processor, device=device, dtype=dtype)
 
 
 def vlm_prompt(processor: Any, instruction: str, image_count: int) -> str:
@@ -249,30 +257,40 @@ class VlmBackend(VisionBackend):
         return None
 
     def answer(self, ctx: ToolContext, query: VisionQuery) -> str:
-        import torch
-        from PIL import Image
-
+        """The model's answer, under the pool's out-of-memory policy (retried once after freeing
+        the device; nothing to shrink: the processor fixes the image size)."""
         folder = find_vlm_dir(ctx.settings.model_dir)
         device = ctx.pool.device_for("vqa")
         dtype = ctx.pool.dtype_for("vqa", device, gpu_default="bf16")
-        key = f"vqa.{folder.name}"
-        with (
-            ctx.pool.use(
-                key, lambda d: load_vlm(folder, d, dtype), backend=self.name, device=device, dtype=dtype
-            ) as vlm,
-            torch.inference_mode(),
-        ):
-            prompt = vlm_prompt(vlm.processor, query.instruction, len(query.images))
-            pictures = [Image.fromarray(image) for image in query.images]
-            inputs = vlm.processor(images=pictures, text=prompt, return_tensors="pt")
-            inputs.pop("token_type_ids", None)
-            inputs = {
-                k: (v.to(device, vlm.dtype) if v.is_floating_point() else v.to(device)) if hasattr(v, "to") else v
-                for k, v in inputs.items()
-            }
-            generated = vlm.model.generate(**inputs, max_new_tokens=ctx.settings.vision.max_tokens, do_sample=False)
-            new_tokens = generated[:, inputs["input_ids"].shape[1] :]
-            return str(vlm.processor.batch_decode(new_tokens, skip_special_tokens=True)[0]).strip()
+        return ctx.pool.run(
+            f"vqa.{folder.name}",
+            lambda d: load_vlm(folder, d, dtype),
+            lambda vlm: _generate(vlm, query, device, ctx.settings.vision.max_tokens),
+            backend=self.name,
+            device=device,
+            dtype=dtype,
+        )
+
+
+def _generate(vlm: VlmModel, query: VisionQuery, device: str, max_tokens: int) -> str:
+    import torch
+    from PIL import Image
+
+    from igpt_server.models.pool import torch_dtype
+
+    floating = torch_dtype(vlm.dtype or "fp32")
+    with torch.inference_mode():
+        prompt = vlm_prompt(vlm.processor, query.instruction, len(query.images))
+        pictures = [Image.fromarray(image) for image in query.images]
+        inputs = vlm.processor(images=pictures, text=prompt, return_tensors="pt")
+        inputs.pop("token_type_ids", None)
+        inputs = {
+            k: (v.to(device, floating) if v.is_floating_point() else v.to(device)) if hasattr(v, "to") else v
+            for k, v in inputs.items()
+        }
+        generated = vlm.obj.generate(**inputs, max_new_tokens=max_tokens, do_sample=False)
+        new_tokens = generated[:, inputs["input_ids"].shape[1] :]
+        return str(vlm.processor.batch_decode(new_tokens, skip_special_tokens=True)[0]).strip()
 
 
 # the OpenAI-compatible backend ------------------------------------------------------------
@@ -366,6 +384,12 @@ class VqaTool(Tool):
         "colour is the car', 'how many people are there', 'describe the selected object'."
     )
     args_model = VqaArgs
+    words = ToolWords(
+        verbs=("how many", "count", "identify", "is there", "are there"),
+        nouns=("question", "answer"),
+        examples=("how many dogs are there?", "what colour is the car?"),
+        roles=(("question", "question"),),
+    )
     gestures = ("click", "box")
 
     def run(self, args: VqaArgs, ctx: ToolContext, backend: VisionBackend) -> ToolOutput:
@@ -401,6 +425,12 @@ class CaptionTool(Tool):
         "'what is in the image'."
     )
     args_model = CaptionArgs
+    words = ToolWords(
+        verbs=("describe", "summarize", "what be in the picture", "what do * show"),
+        nouns=("caption", "description", "summary"),
+        examples=("describe the image", "what is in this photo?"),
+        senses=("describe.v.01", "caption.v.01"),
+    )
     gestures = ()
 
     def run(self, args: CaptionArgs, ctx: ToolContext, backend: VisionBackend) -> ToolOutput:
@@ -410,69 +440,20 @@ class CaptionTool(Tool):
             text=f"Caption of {args.image_path}: {caption}", data={"caption": caption, "image_path": args.image_path}
         )
 
+    def on_image_upload(self, image_path: str, ctx: ToolContext, backend: VisionBackend) -> UploadNote | None:
+        """Caption an uploaded image once (the server runs this in the background) unless
+        ``IGPT_VISION__CAPTION_UPLOADS=false``; the note becomes an ``event`` message
+        ``{"event": "caption", "image_path", "caption", "backend"}`` (see :func:`latest_caption`)."""
+        if not ctx.settings.vision.caption_uploads:
+            return None
+        caption = str(self.run(CaptionArgs(image_path=image_path), ctx, backend).data["caption"])
+        return UploadNote(
+            f"Caption of {image_path}: {caption}",
+            {"event": "caption", "image_path": image_path, "caption": caption, "backend": backend.name},
+        )
+
 
 # captions of uploads, in the background ----------------------------------------------------
-
-
-class _Registry(Protocol):
-    def available_names(self) -> list[str]: ...
-
-
-class _Runner(Protocol):
-    def call(self, session_id: str, name: str, raw_args: dict[str, Any], *, record: bool = True) -> Any: ...
-
-
-class CaptionServices(Protocol):
-    """The parts of ``igpt_server.services.Services`` that captioning uses."""
-
-    settings: Settings
-    store: SessionStore
-    registry: _Registry
-    runner: _Runner
-
-
-_executor: ThreadPoolExecutor | None = None
-_executor_lock = threading.Lock()
-
-
-def _caption_executor() -> ThreadPoolExecutor:
-    global _executor
-    with _executor_lock:
-        if _executor is None:
-            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="igpt-caption")
-        return _executor
-
-
-def caption_in_background(services: CaptionServices, session_id: str, image_path: str) -> Future[str | None] | None:
-    """Caption an uploaded image once, off the request thread; None when captions are off or unavailable.
-
-    The caption is stored as an ``event`` message of the session (see :func:`latest_caption`);
-    a failure is logged and leaves the session unchanged. The future's result is the caption.
-    """
-    if not services.settings.vision.caption_uploads or "caption" not in services.registry.available_names():
-        return None
-    return _caption_executor().submit(_caption_job, services, session_id, image_path)
-
-
-def _caption_job(services: CaptionServices, session_id: str, image_path: str) -> str | None:
-    try:
-        result = services.runner.call(session_id, "caption", {"image_path": image_path}, record=False)
-        caption = str(result.data["caption"])
-        services.store.append_message(
-            session_id,
-            "event",
-            f"Caption of {image_path}: {caption}",
-            {"event": "caption", "image_path": image_path, "caption": caption, "backend": result.backend},
-        )
-    except NotFound:
-        return None  # the session or image was deleted meanwhile
-    except IgptError as exc:
-        log.warning("background caption of %s failed: %s", image_path, exc.message)
-        return None
-    except Exception:
-        log.exception("background caption of %s failed", image_path)
-        return None
-    return caption
 
 
 def latest_caption(state: SessionState, image_path: str) -> str | None:

@@ -1,32 +1,49 @@
 """Chat: one turn of words plus optional pointing, as JSON or as server-sent events.
 
 ``POST /api/sessions/{id}/chat`` with ``{"message": str, "gesture": optional Gesture}``
-returns ``{"reply", "artifacts", "steps": [{"tool", "args", "observation", "recovered"}]}``;
-``recovered`` names the arguments the auxiliary control filled in or corrected.
+returns ``{"reply", "artifacts", "steps": [{"tool", "args", "observation", "recovered",
+"chosen_by"}]}``; ``recovered`` names the arguments the auxiliary control filled in or
+corrected, ``chosen_by`` who picked the tool (``llm``, ``rules``, ``llm+rules``). The reply
+names images by their number in the session ("image #3"), never by path.
 
 ``POST /api/sessions/{id}/chat/stream`` runs the same turn as ``text/event-stream``:
-``step`` (one tool step), ``token`` (``{"text"}``: a piece of the LLM's text as it streams),
-``reply`` (the body of the plain route), ``error`` (the error shape) and ``done``. Bad input
-(empty or huge message, unknown session, a gesture outside the image) is refused before
-the stream starts, with the usual 4xx.
+``progress`` (JSON of :class:`~igpt_server.tooling.progress.Progress`: queued, loading,
+running), ``step`` (one tool step), ``token`` (``{"text"}``: a piece of the LLM's text as it
+streams), ``reply`` (the body of the plain route), ``error`` (the error shape) and ``done``.
+Bad input (empty or huge message, unknown session, a gesture outside the image) is refused
+before the stream starts, with the usual 4xx.
+
+The turn runs on its own thread (with the request's context) and hands its events to the
+stream through a queue. When the client goes away (the page's Stop button closes the
+stream), a cancel event is set; the turn checks it between steps and ends with a
+``cancelled`` error, leaving every step already finished recorded and nothing half-done.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import json
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import Field
+from starlette.concurrency import run_in_threadpool
 
 from igpt_server.api.deps import ServicesDep
 from igpt_server.api.schemas import ArtifactOut, Strict
-from igpt_server.controller import ChatStep, ChatTurn
+from igpt_server.controller import ChatStep, ChatTurn, Controller
 from igpt_server.perception.gestures import Gesture
+from igpt_server.tooling.progress import Progress, tracking
 
 router = APIRouter(prefix="/api/sessions", tags=["chat"])
+
+#: how often the stream looks for new events and for a client that went away (seconds)
+POLL_S = 0.05
 
 
 class ChatIn(Strict):
@@ -59,18 +76,73 @@ def chat(session_id: str, body: ChatIn, services: ServicesDep) -> ChatOut:
 
 
 @router.post("/{session_id}/chat/stream", response_class=StreamingResponse)
-def chat_stream(session_id: str, body: ChatIn, services: ServicesDep) -> StreamingResponse:
-    """The same turn as server-sent events: step, token, reply, error, done."""
-    events = services.controller.chat_events(session_id, body.message, body.gesture)
+async def chat_stream(session_id: str, body: ChatIn, request: Request, services: ServicesDep) -> StreamingResponse:
+    """The same turn as server-sent events: progress, step, token, reply, error, done."""
+    controller = services.controller
+    await run_in_threadpool(controller.check, session_id, body.message, body.gesture)
+    cancel = threading.Event()
+    events: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue()
+    worker = threading.Thread(
+        target=contextvars.copy_context().run,
+        args=(_turn, controller, session_id, body, events, cancel),
+        name=f"chat-{session_id[:8]}",
+        daemon=True,
+    )
+    worker.start()
     return StreamingResponse(
-        _sse(session_id, events),
+        _sse(session_id, events, cancel, request),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
-def _sse(session_id: str, events: Iterator[tuple[str, dict[str, Any]]]) -> Iterator[str]:
-    for event, data in events:
-        if event == "reply":
-            data = ChatOut.of(session_id, ChatTurn.model_validate(data)).model_dump(mode="json")
-        yield f"event: {event}\ndata: {json.dumps(data)}\n\n"
+def _turn(
+    controller: Controller,
+    session_id: str,
+    body: ChatIn,
+    events: queue.Queue[tuple[str, dict[str, Any]] | None],
+    cancel: threading.Event,
+) -> None:
+    """Run the turn inside progress tracking; every event goes to ``events``, then None."""
+
+    def sink(progress: Progress) -> None:
+        events.put(("progress", progress.model_dump(mode="json", exclude_none=True)))
+
+    try:
+        with tracking(sink, cancel):
+            for event in controller.chat_events(session_id, body.message, body.gesture):
+                events.put(event)
+    except Exception as exc:  # the check failed after the stream started (the session was deleted)
+        error = getattr(exc, "to_json", None)
+        events.put(("error", error() if error else {"error": {"code": "internal_error", "message": str(exc)}}))
+        events.put(("done", {}))
+    finally:
+        events.put(None)
+
+
+async def _sse(
+    session_id: str,
+    events: queue.Queue[tuple[str, dict[str, Any]] | None],
+    cancel: threading.Event,
+    request: Request,
+) -> AsyncIterator[str]:
+    finished = False
+    try:
+        while True:
+            try:
+                item = events.get_nowait()
+            except queue.Empty:
+                if await request.is_disconnected():
+                    break
+                await asyncio.sleep(POLL_S)
+                continue
+            if item is None:
+                finished = True
+                break
+            event, data = item
+            if event == "reply":
+                data = ChatOut.of(session_id, ChatTurn.model_validate(data)).model_dump(mode="json")
+            yield f"event: {event}\ndata: {json.dumps(data)}\n\n"
+    finally:
+        if not finished:
+            cancel.set()  # the client went away: stop the turn between its steps

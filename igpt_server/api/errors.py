@@ -1,5 +1,13 @@
 """One error shape for every failure: ``{"error": {"code", "message", "detail"}}``.
 
+Nothing the server knows about itself leaves it in an error: a message that names a file
+under the data directory, the model directory, the working directory, the interpreter or the
+temporary directory has that path replaced by ``<server path>``, and an unexpected exception
+becomes a 500 whose message gives only the request id (``detail.request_id``, also in the
+``X-Request-ID`` header); the exception itself goes to the log under that id. A
+:class:`~igpt_server.errors.Cancelled` request (499) is the client's choice, not a fault, and
+is not logged as one. Errors that can be retried carry ``Retry-After``.
+
 Also the request-body cap: bodies over ``max_upload_bytes`` are refused with 413 from the
 ``Content-Length`` header, or while streaming when there is none, so an oversized upload is
 never held whole in memory or on disk.
@@ -8,6 +16,12 @@ never held whole in memory or on disk.
 from __future__ import annotations
 
 import logging
+import math
+import re
+import sys
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -16,21 +30,112 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from igpt_server import logs
 from igpt_server.errors import IgptError
 
 log = logging.getLogger(__name__)
 
 _HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+SERVER_PATH = "<server path>"
 
 
-def error_response(status: int, code: str, message: str, detail: Any = None) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": {"code": code, "message": message, "detail": detail}})
+MODEL_DIR = "$IGPT_MODEL_DIR"
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def _path_pattern(roots: Iterable[Path | str | None], *, keep_tail: bool) -> re.Pattern[str] | None:
+    names: set[str] = set()
+    for root in roots:
+        if root is None:
+            continue
+        for variant in (str(root), str(Path(root).resolve())):
+            if variant.startswith("/") and len(variant) > 1:
+                names.add(variant.rstrip("/"))
+    if not names:
+        return None
+    alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+    tail = r"(?=[/\s'\"(),;]|$)" if keep_tail else r"(?:/[^\s'\"(),;]*)?"
+    return re.compile(rf"(?:{alternatives}){tail}")
+
+
+class PathScrubber:
+    """Hides the server's own folders in messages.
+
+    A path under the model directory keeps its layout below it (``$IGPT_MODEL_DIR/controlnet/pose``:
+    what an administrator must put where, not where the server lives); any other absolute path
+    under the server's folders becomes ``<server path>``.
+    """
+
+    def __init__(self, roots: Iterable[Path | str | None], model_dir: Path | str | None = None) -> None:
+        self._model_dir = _path_pattern([model_dir], keep_tail=True)
+        self._pattern = _path_pattern(roots, keep_tail=False)
+
+    def text(self, value: str) -> str:
+        if self._model_dir is not None:
+            value = self._model_dir.sub(lambda _: MODEL_DIR, value)
+        return value if self._pattern is None else self._pattern.sub(SERVER_PATH, value)
+
+    def any(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, list):
+            return [self.any(v) for v in value]
+        if isinstance(value, tuple):
+            return tuple(self.any(v) for v in value)
+        if isinstance(value, dict):
+            return {k: self.any(v) for k, v in value.items()}
+        return value
+
+
+def default_scrubber(data_dir: Path | None = None, model_dir: Path | None = None) -> PathScrubber:
+    return PathScrubber(
+        [data_dir, Path.cwd(), sys.prefix, sys.base_prefix, tempfile.gettempdir(), Path.home()], model_dir=model_dir
+    )
+
+
+_scrubber = default_scrubber()
+
+
+def error_response(
+    status: int, code: str, message: str, detail: Any = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body = {"error": {"code": code, "message": _scrubber.text(message), "detail": _scrubber.any(detail)}}
+    return JSONResponse(status_code=status, content=body, headers=headers)
+
+
+def igpt_error_response(exc: IgptError, headers: dict[str, str] | None = None) -> JSONResponse:
+    extra = dict(headers or {})
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        extra["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    return error_response(exc.status, exc.code, exc.message, exc.detail, extra)
+
+
+async def send_error(
+    exc: IgptError, scope: Scope, receive: Receive, send: Send, headers: dict[str, str] | None = None
+) -> None:
+    """Answer an ASGI request with ``exc`` in the error shape (for middlewares)."""
+    await igpt_error_response(exc, headers)(scope, receive, send)
+
+
+def internal_error_response() -> JSONResponse:
+    rid = logs.request_id.get() or "-"
+    return error_response(
+        500,
+        "internal_error",
+        f"an internal error occurred (request id {rid}); nothing about it is shown here, the server log has it",
+        {"request_id": rid},
+    )
+
+
+def install_error_handlers(app: FastAPI, data_dir: Path | None = None, model_dir: Path | None = None) -> None:
+    global _scrubber
+    _scrubber = default_scrubber(data_dir, model_dir)
+
     @app.exception_handler(IgptError)
     async def _igpt(_: Request, exc: IgptError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, exc.detail)
+        if exc.status >= 500:
+            log.warning("%s %s: %s", exc.status, exc.code, exc.message)
+        return igpt_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -43,12 +148,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail))
+        return error_response(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
-        return error_response(500, "internal_error", f"{type(exc).__name__}: {exc}")
+        return internal_error_response()
 
 
 class BodySizeLimit:

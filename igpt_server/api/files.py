@@ -5,12 +5,17 @@ it is what it claims (image, audio, video), then registered as an artifact with 
 unchanged. An uploaded image becomes the active image. With ``kind=mask`` and
 ``parent=<image path>`` the upload is a mask of that image: it must have the image's size,
 is stored as a 0/255 PNG and becomes the active selection.
+
+Storage limits apply while the bytes stream in: an upload that would pass the session's
+quota (413 ``quota_exceeded``), the global quota or the free-disk watermark (507
+``storage_full``), or that meets a full disk (507 ``disk_full``), stops there and its partial
+file is removed; nothing is registered.
 """
 
 from __future__ import annotations
 
+import errno
 import mimetypes
-import shutil
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -20,7 +25,7 @@ from fastapi.responses import FileResponse
 from igpt_server import media
 from igpt_server.api.deps import ServicesDep
 from igpt_server.api.schemas import ArtifactOut
-from igpt_server.errors import InvalidInput
+from igpt_server.errors import InsufficientStorage, InvalidInput
 from igpt_server.services import Services
 from igpt_server.store import Artifact, ArtifactKind
 from igpt_server.store.sessions import safe_stem
@@ -36,8 +41,9 @@ def upload_file(
     session_id: str,
     services: ServicesDep,
     file: Annotated[UploadFile, File(description="image, audio or video")],
-    kind: Annotated[UploadKind | None, Form(description="what the file is; guessed when absent")] = None,
-    parent: Annotated[str | None, Form(description="for kind=mask: the image it masks")] = None,
+    # optional form fields: absent, never null (a multipart field cannot be null)
+    kind: Annotated[UploadKind, Form(description="what the file is; guessed when absent")] = None,  # type: ignore[assignment]
+    parent: Annotated[str, Form(description="for kind=mask: the image it masks")] = None,  # type: ignore[assignment]  # noqa: RUF013
 ) -> ArtifactOut:
     store = services.store
     store.require(session_id)
@@ -45,7 +51,7 @@ def upload_file(
         raise InvalidInput("'parent' is only allowed with kind=mask")
     temp = store.new_upload_file(session_id)
     try:
-        _copy(file, temp)
+        _copy(services, session_id, file, temp)
         artifact = (
             _store_mask(services, session_id, temp, parent, file.filename)
             if kind == "mask"
@@ -63,15 +69,27 @@ def save_upload(services: Services, session_id: str, file: UploadFile, kind: Upl
     """Stream, check and register one uploaded file (used by other routes, e.g. speech)."""
     temp = services.store.new_upload_file(session_id)
     try:
-        _copy(file, temp)
+        _copy(services, session_id, file, temp)
         return _store_media(services, session_id, temp, kind, file.filename)
     finally:
         temp.unlink(missing_ok=True)
 
 
-def _copy(upload: UploadFile, target: Path) -> None:
-    with target.open("wb") as out:
-        shutil.copyfileobj(upload.file, out, _CHUNK)
+def _copy(services: Services, session_id: str, upload: UploadFile, target: Path) -> None:
+    """Stream the upload to ``target``, stopping at the first byte past the storage limits."""
+    room, past_room = services.store.room(session_id)
+    written = 0
+    try:
+        with target.open("wb") as out:
+            while chunk := upload.file.read(_CHUNK):
+                written += len(chunk)
+                if room is not None and written > room:
+                    raise past_room
+                out.write(chunk)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise InsufficientStorage("the server's disk is full; nothing was stored", code="disk_full") from None
+        raise
 
 
 def _store_media(
@@ -81,7 +99,8 @@ def _store_media(
     declared = None if kind is None else kind
     if declared == "mask":
         declared = None
-    info = media.probe_upload(temp, declared, settings.max_image_pixels, settings.max_audio_seconds)
+    video_caps = media.VideoCaps(settings.max_video_seconds, settings.max_video_pixels)
+    info = media.probe_upload(temp, declared, settings.max_image_pixels, settings.max_audio_seconds, video_caps)
     artifact = services.store.add_artifact(
         session_id,
         ArtifactKind(info.kind),
@@ -90,7 +109,7 @@ def _store_media(
         stem=safe_stem(filename, default="upload"),
         width=info.width,
         height=info.height,
-        meta={"duration_s": info.duration_s} if info.duration_s is not None else {},
+        meta=media.upload_meta(info),
     )
     if artifact.kind is ArtifactKind.image:
         services.store.update_state(session_id, active_image=artifact.path, active_mask=None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,6 +20,38 @@ class HealthOut(Strict):
     version: str
     tools_available: int
     tools_total: int
+    auth: Literal["none", "keys"] = Field(
+        description="keys: every API call needs 'Authorization: Bearer <key>' (or the igpt_key cookie)"
+    )
+    loading: dict[str, str] = Field(
+        default_factory=dict,
+        description="the start-up warm-up, part -> state: waiting, loading, ready, not needed, not available or "
+        "'failed: <reason>' (a failed part loads on first use); empty when the warm-up is off or has not started",
+    )
+
+
+class ReadyCheck(Strict):
+    ok: bool
+    detail: str
+
+
+class ReadyOut(Strict):
+    """Readiness: the store answers, the disk is above its watermark, the model pool is sane."""
+
+    ready: bool
+    checks: dict[str, ReadyCheck]
+
+
+class ErrorBody(Strict):
+    code: str = Field(description="stable snake_case name, e.g. not_found, auth_required, busy")
+    message: str = Field(description="what went wrong and how to fix it")
+    detail: Any = Field(None, description="more data: validation errors, the request id of a 500, ...")
+
+
+class ErrorOut(Strict):
+    """The one error shape of every 4xx and 5xx answer."""
+
+    error: ErrorBody
 
 
 class ArtifactOut(Artifact):

@@ -27,7 +27,7 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
@@ -182,6 +182,12 @@ class SmolLMChat(BaseChatModel):
     max_tokens: int = 160
     pool: Any = Field(default=None, exclude=True, description="the server's ModelPool (optional)")
     _loaded: bool = PrivateAttr(default=False)
+    #: ``bind_tools`` takes ``artifact_choices`` (the agent passes them as model settings)
+    artifact_choices_setting: ClassVar[bool] = True
+
+    def warm_up(self) -> None:
+        """Load the model now (at start-up, on a background thread)."""
+        self._with_llama(lambda llama: None)
 
     @property
     def _llm_type(self) -> str:

@@ -59,6 +59,8 @@ class ChatLLM:
     trusted_tools: bool = True
     prompt: str = "system"
     history_chars: int | None = None
+    #: step 2: missing artifact arguments are asked of the model (the rules fill them otherwise)
+    asked_for_arguments: bool = True
 
     @classmethod
     def of(cls, model: BaseChatModel, label: str | None = None) -> ChatLLM:
@@ -112,6 +114,8 @@ class EmbeddedLLM(ChatLLM):
     prompt: str = "embedded"
 
     history_chars: int | None = 1200
+    #: SmolLM2-135M answers the argument question right less often than the rules fill it
+    asked_for_arguments: bool = False
 
     def with_tools(self, tools: Sequence[BaseTool], choices: dict[ArtifactKind, list[str]]) -> Runnable[Any, Any]:
         from igpt_server.controller.embedded import SmolLMChat

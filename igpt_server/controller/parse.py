@@ -4,8 +4,8 @@
 phrases name (ranked), the argument references its nouns make ("it" -> the selection,
 "the other one" -> the other mask), and the free arguments the words carry: the object
 ("find *the dog*"), the replacement ("replace this with *a red car*"), a scale ("bigger"),
-a direction ("to the left"), and any file paths it mentions (which must be artifacts of the
-session, or the request is refused).
+a direction ("to the left"), a time in a clip ("at 0:12"), and any file paths it mentions
+(which must be artifacts of the session, or the request is refused).
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ import re
 from dataclasses import dataclass, field
 
 from igpt_server.controller.lexicon import (
+    COMPLEMENT_PHRASES,
     DETERMINERS,
     DIRECTIONS,
     FILLER,
     GENERATION_VERBS,
     INTENT_TOOLS,
+    KEEP_ONLY_PHRASES,
     PREPOSITIONS_OF_REPLACEMENT,
     REF_RULES,
     SCALE_DOWN,
@@ -29,11 +31,14 @@ from igpt_server.controller.lexicon import (
     Intent,
     Ref,
     Token,
+    ToolRule,
+    VerbRule,
     tokenize,
 )
+from igpt_server.perception.timecode import find_time
 
 #: a ``*`` in a phrase skips at most this many words
-MAX_GAP = 3
+MAX_GAP = 4
 #: something that looks like a file path: absolute, home, relative, drive, or dir/name.ext
 _PATH_RE = re.compile(r"(?<![\w/])(?:~|\.{1,2})?(?:/|\\)?[\w.~-]+(?:[/\\][\w.~-]+)+|(?<![\w/])/[\w.~-]+")
 _ARTIFACT_DIRS = ("image/", "mask/", "sketch/", "material/", "audio/", "video/")
@@ -49,6 +54,7 @@ class IntentMatch:
     start: int
     end: int
     head_end: int  # end of the phrase's words before its first '*'
+    tool: str | None = None  # for Intent.TOOL: the tool whose words matched
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,14 @@ class ParsedRequest:
     direction: tuple[float, float] | None = None
     distance_px: float | None = None
     paths: list[str] = field(default_factory=list)
+    #: "complement" (everything but the selection, the background) or "keep_only" ("keep only this")
+    scope: str | None = None
+    #: the verb is negated ("don't remove the dog"): nothing is run, the user is asked
+    negated: bool = False
+    #: values of tools' choice fields the words name, first mentioned first ("blur", "background")
+    values: list[str] = field(default_factory=list)
+    #: a time in a clip the words name, in seconds ("at 0:12", "at 12 seconds"), for a video tool's ``time``
+    time_s: float | None = None
 
     @property
     def intent(self) -> Intent | None:
@@ -89,17 +103,26 @@ class ParsedRequest:
         """Tool names the intents point at, best intent first, without duplicates."""
         names: list[str] = []
         for match in self.intents:
-            for name in INTENT_TOOLS[match.intent]:
+            for name in INTENT_TOOLS[match.intent] if match.tool is None else (match.tool,):
                 if name not in names:
                     names.append(name)
         return names
 
 
-def parse_request(text: str) -> ParsedRequest:
-    """Parse ``text`` (any length; only the words matter) into a :class:`ParsedRequest`."""
+def parse_request(
+    text: str,
+    tool_rules: list[ToolRule] | None = None,
+    values: dict[str, tuple[str, ...]] | None = None,
+    verb_rules: list[VerbRule] | None = None,
+) -> ParsedRequest:
+    """Parse ``text`` (any length; only the words matter) into a :class:`ParsedRequest`.
+
+    ``tool_rules`` (the registry's tools' words), ``values`` (choice values -> phrases) and
+    ``verb_rules`` (default :data:`VERB_RULES`) come from the controller's
+    :class:`~igpt_server.controller.vocabulary.Vocabulary`."""
     tokens = tokenize(_blank(text, find_paths(text)))
     refs, reference_only = _find_refs(tokens)
-    intents = _find_intents(tokens, reference_only)
+    intents = _find_intents(tokens, reference_only, verb_rules or VERB_RULES, tool_rules or [])
     if not intents and text.strip().endswith("?"):
         intents = [IntentMatch(Intent.QUESTION, 0.5, "?", 0, 0, 0)]
     weak_question = bool(intents) and intents[0].intent is Intent.QUESTION and intents[0].score < 2
@@ -111,12 +134,76 @@ def parse_request(text: str) -> ParsedRequest:
     parsed.paths = find_paths(text)
     parsed.scale = _scale(tokens, text)
     parsed.direction, parsed.distance_px = _direction(tokens, text)
+    parsed.values = _values(tokens, values or {})
+    parsed.time_s = find_time(text)
+    parsed.scope, scope_end = _scope(tokens)
     if intents:
         best = intents[0]
+        parsed.negated = _negated(tokens, best.start)
         parsed.object_phrase = _object_phrase(text, tokens, best, reference_only)
-        if best.intent in (Intent.REPLACE, Intent.GENERATE):
+        if best.intent in (Intent.REPLACE, Intent.GENERATE) or (
+            best.tool is not None and best.tool in ("replace", "generate")
+        ):
             parsed.replacement = _replacement(text, tokens, best)
+    if parsed.scope is not None and scope_end is not None:
+        kept = _phrase_from(text, tokens, scope_end, reference_only)
+        if kept is not None or parsed.object_phrase in _SCOPE_OBJECTS:
+            parsed.object_phrase = kept
     return parsed
+
+
+#: object phrases that only name the scope ("erase *everything* but the dog")
+_SCOPE_OBJECTS = {None, "everything", "background", "the background", "rest", "backdrop", "all"}
+
+
+def _phrase_from(text: str, tokens: list[Token], start: int, skip: frozenset[int]) -> str | None:
+    """The noun phrase starting at token ``start`` (up to a stop word)."""
+    match = IntentMatch(Intent.SELECT, 0, "", start, start, start)
+    return _object_phrase(text, tokens, match, skip)
+
+
+def _scope(tokens: list[Token]) -> tuple[str | None, int | None]:
+    """("keep_only" or "complement", the token index after the phrase) or (None, None)."""
+    for kind, phrases in (("keep_only", KEEP_ONLY_PHRASES), ("complement", COMPLEMENT_PHRASES)):
+        for phrase in sorted(phrases, key=lambda p: -len(p.split())):
+            words = tuple(phrase.split())
+            for i in range(len(tokens)):
+                end = _match(tokens, i, words, lemmas=False, skip=frozenset())
+                if end is not None:
+                    after = end if words[-1] not in {"the", "this", "it", "that"} else end - 1
+                    if kind == "keep_only" and words[0] in {"only", "just"} and not _keeps(tokens, i):
+                        continue
+                    return kind, after
+    return None, None
+
+
+def _keeps(tokens: list[Token], index: int) -> bool:
+    """ "only the dog" / "just the dog" count as keep-only when a keep/leave verb comes before."""
+    return any(t.lemmas & {"keep", "leave", "save", "retain", "preserve"} for t in tokens[:index])
+
+
+def _negated(tokens: list[Token], start: int) -> bool:
+    """True when the verb at ``start`` is negated: "don't remove", "do not erase", "never crop"."""
+    before = [t.text for t in tokens[max(0, start - 2) : start]]
+    if before[-1:] in (["not"], ["never"]):
+        return True
+    return len(before) == 2 and before[1] == "t" and before[0] in {"don", "do", "doesn", "didn", "dont"}
+
+
+def _values(tokens: list[Token], values: dict[str, tuple[str, ...]]) -> list[str]:
+    """Choice values whose words occur, ordered by where they occur first."""
+    found: list[tuple[int, str]] = []
+    for value, phrases in values.items():
+        starts = []
+        for phrase in (value, *phrases):
+            words = tuple(phrase.lower().split())
+            for i in range(len(tokens)):
+                if _match(tokens, i, words, lemmas=True, skip=frozenset()) is not None:
+                    starts.append(i)
+                    break
+        if starts:
+            found.append((min(starts), value))
+    return [value for _, value in sorted(found)]
 
 
 def _content_words(tokens: list[Token]) -> list[str]:
@@ -194,20 +281,27 @@ def _find_refs(tokens: list[Token]) -> tuple[list[RefMatch], frozenset[int]]:
     return found, reference_only
 
 
-def _find_intents(tokens: list[Token], skip: frozenset[int]) -> list[IntentMatch]:
-    """The best match of each intent, ranked by score; ties go to the later phrase."""
-    best: dict[Intent, IntentMatch] = {}
-    for rule in VERB_RULES:
+def _find_intents(
+    tokens: list[Token], skip: frozenset[int], verb_rules: list[VerbRule], tool_rules: list[ToolRule]
+) -> list[IntentMatch]:
+    """The best match of each intent (and of each tool's words), ranked by score; ties go to
+    the later phrase, then to the general intent over a tool's own words."""
+    best: dict[tuple[Intent, str | None], IntentMatch] = {}
+    rules: list[tuple[tuple[str, ...], Intent, float, str | None]] = [
+        (r.phrase, r.intent, r.weight, None) for r in verb_rules
+    ]
+    rules += [(r.phrase, Intent.TOOL, r.weight, r.tool) for r in tool_rules]
+    for phrase, intent, weight, tool in rules:
         for i in range(len(tokens)):
-            end = _match(tokens, i, rule.phrase, lemmas=True, skip=skip)
+            end = _match(tokens, i, phrase, lemmas=True, skip=skip)
             if end is None:
                 continue
-            head = rule.phrase.index("*") if "*" in rule.phrase else len(rule.phrase)
-            match = IntentMatch(rule.intent, rule.weight, " ".join(rule.phrase), i, end, i + head)
-            current = best.get(rule.intent)
+            head = phrase.index("*") if "*" in phrase else len(phrase)
+            match = IntentMatch(intent, weight, " ".join(phrase), i, end, i + head, tool)
+            current = best.get((intent, tool))
             if current is None or (match.score, match.start) > (current.score, current.start):
-                best[rule.intent] = match
-    return sorted(best.values(), key=lambda m: (m.score, m.start), reverse=True)
+                best[(intent, tool)] = match
+    return sorted(best.values(), key=lambda m: (m.score, m.start, m.tool is None), reverse=True)
 
 
 # ---- free arguments ---------------------------------------------------------------------
@@ -230,7 +324,10 @@ def _object_phrase(text: str, tokens: list[Token], verb: IntentMatch, skip: froz
     Reference words ("it", "this", "the image") are not objects.
     """
     words: list[Token] = []
-    for index in range(verb.head_end, len(tokens)):
+    verb_words = verb.phrase.split()
+    tail = len(verb_words) - verb_words.index("*") - 1 if "*" in verb_words else 0
+    stop = verb.end - tail if tail else len(tokens)  # "make *the truck* disappear"
+    for index in range(verb.head_end, stop):
         token = tokens[index]
         if token.text in STOP_WORDS:
             break
@@ -244,6 +341,7 @@ def _object_phrase(text: str, tokens: list[Token], verb: IntentMatch, skip: froz
         return None
     lowered = {w.lower() for w in phrase.split()}
     generic = {"image", "photo", "picture", "pic", "selection", "region", "area", "object", "one", "thing", "mask"}
+    generic |= {"everything", "background", "backdrop", "rest", "all", "text", "words", "writing"}
     if lowered <= generic | {"selected", "masked", "whole", "entire", "other"}:
         return None
     return phrase
@@ -255,6 +353,9 @@ def _replacement(text: str, tokens: list[Token], verb: IntentMatch) -> str | Non
     The words after the last of into/with/to/by/for that follows the verb; for "draw a cat"
     (no preposition) the object phrase itself.
     """
+    if verb.phrase == "put * where":  # "put *a fox* where the dog is"
+        between = tokens[verb.head_end : verb.end - 1]
+        return _clean_phrase(between, text) if between else None
     after = tokens[verb.start :]
     cut = None
     for index, token in enumerate(after):

@@ -15,7 +15,9 @@ Every tool call of the controller passes through :class:`AuxiliaryControl`, in f
    = the active image; a mask's image = its parent (or an edit of it of the same size);
    sizes must match; a gesture sent with the message becomes the region/box the tool takes,
    or its mask (the ``segment`` tool runs first); words give the prompt, the query, the
-   question, the scale and the direction;
+   question, the scale and the direction; a missing video is the video of the frame the
+   person is on, else the newest video; "at 0:12" gives the time; the person's own words
+   are narrate's ``request``;
 4. **invoke** through the runner (done by the agent) and report in ``recovered`` the
    argument names that were filled in or corrected.
 
@@ -34,10 +36,12 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from igpt_server.controller.lexicon import INTENT_TOOLS, Intent, Ref
+from igpt_server.controller.lexicon import INTENT_TOOLS, Intent, Ref, Vocabulary
 from igpt_server.controller.parse import ParsedRequest
 from igpt_server.controller.scene import Scene
+from igpt_server.errors import InvalidInput
 from igpt_server.perception.gestures import Box, Click, Drag, Stroke, check_inside
+from igpt_server.perception.timecode import parse_time
 from igpt_server.store import ArtifactKind
 from igpt_server.tooling.interface import ArtifactRef
 from igpt_server.tooling.registry import ToolRegistry
@@ -49,14 +53,30 @@ _GESTURE_CLASSES: tuple[type[BaseModel], ...] = (Click, Box, Stroke, Drag)
 SEGMENT_TOOL = "segment"
 #: tools that find an object by name and return its mask (used when nothing was pointed at)
 GROUNDING_TOOLS = ("ground_and_segment",)
-#: the controller's own tool (not in the registry)
+#: the controller's own tools (not in the registry): they move the session's undo pointer
 UNDO_TOOL = "undo"
+REDO_TOOL = "redo"
+#: the tools that make a cut-out and that invert a selection (scope: "everything but this")
+EXTRACT_TOOL = "extract"
+INVERT_TOOL = "invert_selection"
+#: tools that only read (a scope such as "the background" is part of their question)
+READ_ONLY_TOOLS = frozenset({"ocr", "vqa", "caption", "ground", "segment_everything"})
+_ASKING = (Intent.QUESTION, Intent.DESCRIBE, Intent.OCR, Intent.GROUND)
+#: tools a scope word does not change: reading ones, and crop ("crop around this" keeps the
+#: selection's surroundings by definition, and never edits a pixel)
+UNSCOPED_TOOLS = READ_ONLY_TOOLS | {"crop"}
+#: the tool that turns the words of an image into a mask ("erase the text" with nothing pointed)
+TEXT_MASK_TOOL = "text_mask"
 #: how far "move it to the left" moves, as a share of the image's width or height
 DEFAULT_MOVE_SHARE = 0.2
 #: string fields filled from the words of the request
 PROMPT_FIELDS = ("prompt", "text_prompt", "instruction")
 QUERY_FIELDS = ("query", "text_query", "object", "name", "target", "label", "caption_query")
 QUESTION_FIELDS = ("question",)
+#: string fields that take the person's own words, whole ("request" of narrate: it steers the script)
+REQUEST_FIELDS = ("request",)
+#: fields that hold a time in a clip (seconds or "m:ss"): filled from "at 0:12", "at 12 seconds"
+TIME_FIELDS = ("time",)
 #: masks first (an image must fit its mask), images last (an optional image is only filled
 #: when no other source, such as a sketch, was)
 _ORDER = {ArtifactKind.mask: 0, ArtifactKind.image: 2}
@@ -88,6 +108,12 @@ class ToolFields:
     boxes: tuple[str, ...]
     strings: tuple[str, ...]
     numbers: tuple[str, ...]
+    #: ``Literal`` string fields and their values ("effect": blur, darken...)
+    choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: time fields (:data:`TIME_FIELDS`) and whether each has no default time (None: "not given")
+    times: dict[str, bool] = field(default_factory=dict)
+    #: the ``max_length`` of string fields that declare one
+    max_lengths: dict[str, int] = field(default_factory=dict)
 
     def artifact(self, name: str) -> ArtifactField | None:
         return next((f for f in self.artifacts if f.name == name), None)
@@ -137,11 +163,22 @@ def tool_fields(args_model: type[BaseModel]) -> ToolFields:
     placements: dict[str, Placement] = {}
 
     required = set()
+    choices: dict[str, tuple[str, ...]] = {}
+    times: dict[str, bool] = {}
+    max_lengths: dict[str, int] = {}
     for name, info in args_model.model_fields.items():
         if info.is_required():
             required.add(name)
         classes = _classes_in(info.annotation)
-        if name in refs:
+        options = _literal_values(info.annotation)
+        limit = next((m.max_length for m in info.metadata if isinstance(getattr(m, "max_length", None), int)), None)
+        if limit is not None:
+            max_lengths[name] = limit
+        if options:
+            choices[name] = options
+        elif name in TIME_FIELDS and name not in refs:
+            times[name] = info.default is None
+        elif name in refs:
             is_list = list in classes or typing.get_origin(info.annotation) is list
             artifacts.append(ArtifactField(name, refs[name].kinds, info.is_required(), is_list))
         elif classes & set(_GESTURE_CLASSES):
@@ -167,7 +204,32 @@ def tool_fields(args_model: type[BaseModel]) -> ToolFields:
         boxes=tuple(boxes),
         strings=tuple(strings),
         numbers=tuple(numbers),
+        choices=choices,
+        times=times,
+        max_lengths=max_lengths,
     )
+
+
+def _literal_values(annotation: Any) -> tuple[str, ...]:
+    """The string values of a ``Literal`` annotation (also inside ``Optional``), else ()."""
+    if typing.get_origin(annotation) is typing.Literal:
+        return tuple(v for v in typing.get_args(annotation) if isinstance(v, str))
+    for arg in typing.get_args(annotation):
+        found = _literal_values(arg)
+        if found:
+            return found
+    return ()
+
+
+@dataclass(frozen=True)
+class PlannedCall:
+    """One call of a rule plan: the tool and the arguments the plan fixes ("region":
+    "background"); ``pointing``: whether this step may use the gesture sent with the message
+    (only the plan's first step does)."""
+
+    tool: str
+    args: dict[str, Any] = field(default_factory=dict)
+    pointing: bool = True
 
 
 # ---- step 1: identify -------------------------------------------------------------------
@@ -201,6 +263,8 @@ class Correction:
     segment_first: dict[str, Any] | None = None
     ground_first: dict[str, Any] | None = None
     problem: str | None = None
+    #: the session's active image and selection when the correction was made (for the history)
+    state_before: Any = None
 
 
 class Problem(Exception):
@@ -212,14 +276,17 @@ class AuxiliaryControl:
 
     def __init__(self, registry: ToolRegistry) -> None:
         self.registry = registry
+        self.vocabulary = Vocabulary.of(
+            [(name, registry.get(name).words, _all_choices(registry.get(name).args_model)) for name in registry.names()]
+        )
 
     # -- step 1 --
 
     def tool_for_intent(self, intent: Intent) -> str | None:
         """The first tool of the intent that is registered (available or not)."""
-        known = set(self.registry.names()) | {UNDO_TOOL}
+        known = set(self.registry.names()) | {UNDO_TOOL, REDO_TOOL}
         names = [n for n in INTENT_TOOLS[intent] if n in known]
-        available = [n for n in names if n == UNDO_TOOL or self.registry.info(n).available]
+        available = [n for n in names if n in (UNDO_TOOL, REDO_TOOL) or self.registry.info(n).available]
         best = available or names
         return best[0] if best else None
 
@@ -227,6 +294,10 @@ class AuxiliaryControl:
         """The tool the words name, or None. Pointing refines it: "select" with a gesture is
         ``segment``, without one a grounding tool; a drag with no verb is a move."""
         for match in parsed.intents:
+            if match.tool is not None:
+                if match.tool in self.registry.names():
+                    return match.tool
+                continue
             if match.intent is Intent.SELECT and gesture is None and parsed.object_phrase:
                 grounding = [n for n in GROUNDING_TOOLS if n in self.registry.names()]
                 if grounding:
@@ -253,7 +324,7 @@ class AuxiliaryControl:
         ``trust_llm=False`` (a weak LLM such as the embedded one) the LLM's tool only counts
         when the words name it too.
         """
-        known = set(self.registry.names()) | {UNDO_TOOL}
+        known = set(self.registry.names()) | {UNDO_TOOL, REDO_TOOL}
         words_tool = self.lexicon_tool(parsed, gesture)
         named = {n for n in parsed.tool_candidates() if n in known}
         if not trust_llm:
@@ -271,6 +342,67 @@ class AuxiliaryControl:
         if proposed is not None:
             return ToolChoice(None, "none", f"there is no tool {proposed!r}")
         return ToolChoice(None, "none", "no tool named by the words")
+
+    def plan(self, tool: str, parsed: ParsedRequest, gesture: GestureModel | None, scene: Scene) -> list[PlannedCall]:
+        """The calls a request needs, first to last; a :class:`Problem` (a question back) when
+        it cannot be scoped safely.
+
+        * "erase the text" with nothing pointed at: ``text_mask`` (every word of the image)
+          then the tool;
+        * scope (:attr:`ParsedRequest.scope`): "everything but this", "except the dog", "the
+          background", "the rest" apply to the complement of the selection, never to the
+          object: a tool with a ``background`` choice gets it; "remove/erase everything but
+          the dog" and "keep only this" make a **cut-out** of the object (``extract``: the
+          object on a transparent background, the photo untouched), which is what people
+          mean by it and never touches the object; a tool that takes a mask runs on the
+          inverted selection (``invert_selection`` first); anything else is asked back.
+        """
+        names = set(self.registry.names())
+        if tool not in names:
+            return [PlannedCall(tool)]
+        fields = tool_fields(self.registry.get(tool).args_model)
+        if (
+            parsed.has(Ref.text)
+            and gesture is None
+            and TEXT_MASK_TOOL in names
+            and tool != TEXT_MASK_TOOL
+            and any(f.required for f in fields.mask_fields())
+            and not parsed.has(Ref.selection)
+            and parsed.scope is None
+        ):
+            return [PlannedCall(TEXT_MASK_TOOL), PlannedCall(tool, pointing=False)]
+        if parsed.scope == "complement" and tool in (SEGMENT_TOOL, "segment_everything") and INVERT_TOOL in names:
+            tool = INVERT_TOOL  # "select everything but the dog"
+        if parsed.scope is None or tool in UNSCOPED_TOOLS or parsed.intent in _ASKING:
+            return [PlannedCall(tool)]  # a question about the background is no edit of it
+        if not self._has_target(parsed, gesture, scene):
+            what = f"the {parsed.object_phrase}" if parsed.object_phrase else "the part to keep as it is"
+            raise Problem(f"Which part should stay untouched? Click {what} first, then say it again.")
+        background = next((n for n, opts in fields.choices.items() if "background" in opts), None)
+        if parsed.scope == "keep_only" or tool in (EXTRACT_TOOL, "remove") or parsed.intent is Intent.REMOVE:
+            if EXTRACT_TOOL in names:
+                return [PlannedCall(EXTRACT_TOOL)]
+            raise Problem("I can't cut an object out on this server, so I won't touch the rest; select what to change.")
+        if background is not None:
+            return [PlannedCall(tool, {background: "background"})]
+        if tool in (INVERT_TOOL, SEGMENT_TOOL) and INVERT_TOOL in names:
+            return [PlannedCall(INVERT_TOOL)]
+        if any(f.required for f in fields.mask_fields()) and INVERT_TOOL in names:
+            return [PlannedCall(INVERT_TOOL), PlannedCall(tool, pointing=False)]
+        raise Problem(
+            f"I can't apply {tool} to everything except the selection safely; select the part to change instead."
+        )
+
+    def _has_target(self, parsed: ParsedRequest, gesture: GestureModel | None, scene: Scene) -> bool:
+        """Whether the object a scoped request keeps is known: pointed at, selected on the
+        active image, or findable by name."""
+        if gesture is not None:
+            return True
+        mask = scene.state.active_mask
+        if mask is not None and scene.image_fits_mask(scene.state.active_image, mask):
+            return True
+        grounding = [n for n in GROUNDING_TOOLS if n in self.registry.names() and self.registry.info(n).available]
+        return bool(parsed.object_phrase and grounding)
 
     # -- step 2 --
 
@@ -328,7 +460,9 @@ class AuxiliaryControl:
             self._placements(fields, args, parsed, scene, gesture)
             self._sizes(fields, args, scene)
             self._boxes(fields, args, gesture, gesture_used)
-            self._strings(tool, fields, args, parsed, history_text)
+            self._strings(tool, fields, args, parsed, history_text, dict(self.registry.get(tool).words.roles))
+            self._times(fields, args, parsed, scene)
+            self._choices(fields, args, parsed)
             self._numbers(fields, args, parsed, scene, gesture)
             missing = [n for n in fields.required if n not in args]
             if missing:
@@ -432,7 +566,8 @@ class AuxiliaryControl:
             if segment_args is not None:
                 correction.segment_first = segment_args
                 return None
-        refers = parsed.has(Ref.selection) or gesture is not None
+        # a scoped request ("the background", "everything but this") needs the selection it keeps
+        refers = parsed.has(Ref.selection) or gesture is not None or parsed.scope is not None
         if parsed.has(Ref.other):
             other = scene.other_mask()
             if other is None:
@@ -456,17 +591,13 @@ class AuxiliaryControl:
         raise Problem(self._no_mask_message(correction.tool, parsed))
 
     def _no_mask_message(self, tool: str, parsed: ParsedRequest) -> str:
-        message = (
-            f"The {tool} tool needs a selection, and nothing is selected: click, box or brush over "
-            f"the object first (or send the gesture with the message)."
-        )
-        named = [n for n in GROUNDING_TOOLS if n in self.registry.names()]
-        if parsed.object_phrase and named:
-            reason = self.registry.info(named[0]).reason
-            message += (
-                f" Finding '{parsed.object_phrase}' by name needs the {named[0]} tool, unavailable here: {reason}"
+        """A short question back: what to point at."""
+        if parsed.object_phrase:
+            return (
+                f"Which one is the {_clip_words(parsed.object_phrase)}? Click it (or draw a box around it), "
+                "then say it again."
             )
-        return message
+        return "Which part do you mean? Click it, draw a box or brush over it, then say it again."
 
     def _segment_args(self, gesture: GestureModel, scene: Scene, exact: bool = False) -> dict[str, Any] | None:
         """Args of a ``segment`` call that turns ``gesture`` into a mask of the active image.
@@ -524,10 +655,17 @@ class AuxiliaryControl:
 
     @staticmethod
     def _other_artifact(spec: ArtifactField, value: Any, scene: Scene, explicit: dict[ArtifactKind, str]) -> str | None:
-        """Sketches, materials, audio: explicit > the LLM's > the newest fitting one."""
+        """Sketches, materials, audio, video: explicit > (a video) the video of the frame the
+        person is on > the LLM's > the newest fitting one. The frame's video stands unless a
+        video was added after that frame (a new upload or a tool's clip: the newest is what
+        "this video" means then)."""
         for kind in spec.kinds:
             if kind in explicit:
                 return explicit[kind]
+        if ArtifactKind.video in spec.kinds:
+            paused = active_frame(scene)
+            if paused is not None and not _video_after(scene, scene.state.active_image):
+                return paused[0]
         if scene.is_kind(value, spec.kinds):
             return str(value)
         for kind in spec.kinds:
@@ -629,25 +767,73 @@ class AuxiliaryControl:
         args[fields.boxes[0]] = box
 
     @staticmethod
-    def _strings(tool: str, fields: ToolFields, args: dict[str, Any], parsed: ParsedRequest, history_text: str) -> None:
+    def _choices(fields: ToolFields, args: dict[str, Any], parsed: ParsedRequest) -> None:
+        """A ``Literal`` field takes the value the words name ("blur", "darken"); the LLM's
+        value stands when the words name none. A "background" value is kept only when the
+        words scope the request to it (never an edit of the wrong region on a guess)."""
+        for name, options in fields.choices.items():
+            value = args.get(name)
+            named = [v for v in parsed.values if v in options]
+            if "background" in options and parsed.scope == "complement":
+                named = ["background"]
+            if named:
+                args[name] = named[0]
+            elif value not in options or (value == "background" and parsed.scope != "complement"):
+                args.pop(name, None)
+
+    @staticmethod
+    def _strings(
+        tool: str,
+        fields: ToolFields,
+        args: dict[str, Any],
+        parsed: ParsedRequest,
+        history_text: str,
+        roles: dict[str, str] | None = None,
+    ) -> None:
         """Prompt, query and question come from the words unless the LLM's value is grounded
-        in them (every content word of it was said)."""
+        in them (every content word of it was said). A field's role comes from the tool's
+        :class:`ToolWords` ``roles``, else from its name."""
         said = parsed.text + " " + history_text
+        roles = roles or {}
         for name in fields.strings:
             value = args.get(name)
             lexical: str | None = None
-            if name in PROMPT_FIELDS:
+            role = roles.get(name)
+            if role == "prompt" or (role is None and name in PROMPT_FIELDS):
                 lexical = parsed.replacement
-            elif name in QUERY_FIELDS:
+            elif role == "query" or (role is None and name in QUERY_FIELDS):
                 lexical = parsed.object_phrase
-            elif name in QUESTION_FIELDS:
+            elif role == "question" or (role is None and name in QUESTION_FIELDS):
                 lexical = parsed.text.strip() or None
+            elif (role == "request" or (role is None and name in REQUEST_FIELDS)) and parsed.text.strip():
+                args[name] = parsed.text.strip()[: fields.max_lengths.get(name)]
+                continue
             if isinstance(value, str) and value.strip() and (lexical is None or grounded(value, said)):
                 continue
             if lexical is not None:
                 args[name] = lexical
             elif value is not None and not isinstance(value, str):
                 args.pop(name, None)
+
+    @staticmethod
+    def _times(fields: ToolFields, args: dict[str, Any], parsed: ParsedRequest, scene: Scene) -> None:
+        """A time field takes the time the words name ("at 0:12" -> 12.0 s), over the LLM's;
+        else the LLM's when it reads as a time; else, for a field whose default is "no time"
+        (highlight's "a moment inside it"), the time of the frame the person paused on when
+        it is a frame of the same video; else it is left out (the tool's default)."""
+        for name, optional in fields.times.items():
+            if parsed.time_s is not None:
+                args[name] = parsed.time_s
+                continue
+            value = args.get(name)
+            if value is not None and _time_value(value) is None:
+                args.pop(name)
+            if name in args or not optional:
+                continue
+            paused = active_frame(scene)
+            videos = [v for v in args.values() if isinstance(v, str) and scene.is_kind(v, (ArtifactKind.video,))]
+            if paused is not None and paused[0] in videos:
+                args[name] = paused[1]
 
     @staticmethod
     def _numbers(
@@ -676,6 +862,48 @@ class AuxiliaryControl:
             have_scale = args.get("scale")
             if not isinstance(have_scale, int | float) or (have_scale - 1) * (parsed.scale - 1) <= 0:
                 args["scale"] = parsed.scale
+
+
+def active_frame(scene: Scene) -> tuple[str, float] | None:
+    """(video path, time in s) of the frame the active image is, or was edited from: the
+    nearest image of its lineage whose parent is a video of the session and whose meta holds
+    ``time_s`` (made by the ``frame`` tool or by pausing the player); None otherwise."""
+    for path in scene.lineage(scene.state.active_image):
+        artifact = scene.artifact(path)
+        if artifact is None or not scene.is_kind(artifact.parent, (ArtifactKind.video,)):
+            continue
+        time = artifact.meta.get("time_s")
+        if isinstance(time, int | float) and not isinstance(time, bool):
+            return str(artifact.parent), float(time)
+    return None
+
+
+def _video_after(scene: Scene, path: str | None) -> bool:
+    """Whether a video artifact was added to the session after the artifact at ``path``."""
+    paths = [a.path for a in scene.state.artifacts]
+    if path not in paths:
+        return False
+    return any(a.kind is ArtifactKind.video for a in scene.state.artifacts[paths.index(path) + 1 :])
+
+
+def _time_value(value: Any) -> float | None:
+    """Seconds of a time argument (12.5, "0:12"), or None when it is no time."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        return parse_time(value)
+    except InvalidInput:
+        return None
+
+
+def _clip_words(text: str, limit: int = 6) -> str:
+    words = text.split()
+    return " ".join(words[:limit])
+
+
+def _all_choices(args_model: type[BaseModel]) -> list[str]:
+    """Every value of every ``Literal`` field of ``args_model``."""
+    return [v for options in tool_fields(args_model).choices.values() for v in options]
 
 
 def _point_of(gesture: GestureModel | None) -> tuple[float, float] | None:

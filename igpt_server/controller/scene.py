@@ -10,6 +10,7 @@ results and the gesture sent with the message.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from string import Template
 from typing import Any
@@ -17,6 +18,16 @@ from typing import Any
 from igpt_prompts import load_prompt
 from igpt_server.store import Artifact, ArtifactKind, Message, SessionState
 
+#: an artifact path anywhere in a text (see ``ARTIFACT_PATH_PATTERN``)
+_PATH_RE = re.compile(r"\b(image|mask|sketch|material|audio|video)/[0-9a-f]{8}_[A-Za-z0-9_-]{1,64}\.[a-z0-9]{2,5}\b")
+_NOUNS = {
+    ArtifactKind.image: "image",
+    ArtifactKind.mask: "mask",
+    ArtifactKind.sketch: "sketch",
+    ArtifactKind.material: "cut-out",
+    ArtifactKind.audio: "recording",
+    ArtifactKind.video: "video",
+}
 #: how many artifacts and OCR results the context block lists (newest last)
 CONTEXT_ARTIFACTS = 12
 CONTEXT_OCR = 3
@@ -141,6 +152,34 @@ class Scene:
 
     def events(self, limit: int = 4) -> list[str]:
         return [m.content for m in self.state.messages if m.role == "event"][-limit:]
+
+    # ---- names for people ----------------------------------------------------------------
+
+    def name_of(self, path: str | None) -> str:
+        """How a reply names an artifact: "image #3" (its number in the session's strip of
+        images, counted from 1 in upload/creation order), "the selection" (the active mask),
+        "mask #2", "cut-out #1", "sketch #1", "recording #1"."""
+        artifact = self.artifact(path)
+        if artifact is None:
+            return "no image"
+        if artifact.kind is ArtifactKind.mask and artifact.path == self.state.active_mask:
+            return "the selection"
+        same = [a.path for a in self.state.artifacts if a.kind is artifact.kind]
+        noun = _NOUNS.get(artifact.kind, artifact.kind.value)
+        return f"{noun} #{same.index(artifact.path) + 1}"
+
+    def humane(self, text: str) -> str:
+        """``text`` with every artifact path of this session replaced by :meth:`name_of`, and
+        any other path-like artifact name by its kind ("an image")."""
+
+        def name(match: re.Match[str]) -> str:
+            path = match.group(0)
+            if self.artifact(path) is not None:
+                return self.name_of(path)
+            noun = _NOUNS.get(ArtifactKind(match.group(1)), match.group(1))
+            return f"an {noun}" if noun[0] in "aeiou" else f"a {noun}"
+
+        return _PATH_RE.sub(name, text)
 
     # ---- the context block --------------------------------------------------------------
 

@@ -19,15 +19,22 @@ The part of the key before the first dot is the model's *family* (``sam``, ``gro
   the CPU (``model.to("cpu")``, kept warm within ``IGPT_POOL__OFFLOAD_MB``) and *unloads* it
   when it cannot be offloaded (no ``.to``, a CPU model, offload memory full). A model in use
   is never evicted;
-* turns a GPU out-of-memory error into a :class:`~igpt_server.errors.ServiceUnavailable`
-  after freeing the device (idle models evicted, CUDA cache emptied) and, while loading,
-  retries once; the pool stays usable afterwards;
+* applies the one out-of-memory policy of the server (:meth:`ModelPool.run`): free the CUDA
+  cache and evict the least recently used idle models of the device, retry once, then retry
+  with smaller work where the tool can shrink it (:class:`Shrink`: a smaller working size,
+  fewer points per batch), then answer a clear 503 (:class:`OutOfMemory`). The model stays
+  loaded and the pool usable afterwards. A bare :meth:`ModelPool.use` block that runs out of
+  memory frees the device and raises :class:`OutOfMemory` without retrying;
 * describes every model for ``GET /api/models`` (:meth:`ModelPool.describe`) and the models
   of one backend for ``GET /api/tools`` (:meth:`ModelPool.describe_families`).
 
-A model is anything: a torch module, a diffusers pipeline, a bundle object. Its memory is the
-bytes of its tensors (``parameters()``/``buffers()``, or the modules of ``components`` for
-diffusers pipelines); it can be offloaded when it has ``.to(device)``.
+Every model the pool holds is a :class:`PooledModule`: the library object a tool calls
+(``obj``: a torch module, a diffusers pipeline, a SAM predictor, an EasyOCR reader...), the
+torch modules that carry its weights, its device and dtype. Its memory is the bytes of those
+modules' tensors; offloading moves those modules. A loader should return a
+:class:`PooledModule` (then :meth:`ModelPool.use` yields it); anything else is wrapped in one
+for the accounting and yielded as it was (memory 0 and no offload unless it is a torch
+module or a diffusers pipeline).
 This module does not import torch at import time; devices and dtypes are resolved lazily.
 """
 
@@ -41,16 +48,22 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar
 
 from pydantic import BaseModel
 
-from igpt_server.errors import ServiceUnavailable
+from igpt_server.errors import RetryLater, ServiceUnavailable
+from igpt_server.tooling.progress import report
 
 if TYPE_CHECKING:
     from igpt_server.settings import Settings
 
 log = logging.getLogger(__name__)
+#: One model is built at a time in the whole process: diffusers and transformers build models
+#: under accelerate's ``init_empty_weights``, which patches ``nn.Module.register_parameter``
+#: process-wide, so a network built in another thread meanwhile (SAM, HED) got parameters on
+#: the ``meta`` device ("Cannot copy out of meta tensor"). Loads are disk- and CPU-bound anyway.
+_CONSTRUCTION_LOCK = threading.RLock()
 
 MiB = 1024 * 1024
 #: where evicted GPU models are parked
@@ -58,6 +71,27 @@ OFFLOAD_DEVICE = "cpu"
 DtypeName = Literal["fp32", "fp16", "bf16"]
 _TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 T = TypeVar("T")
+M = TypeVar("M")
+
+
+class OutOfMemory(RetryLater, ServiceUnavailable):
+    """A device ran out of memory even after the pool's out-of-memory policy (503, ``Retry-After``)."""
+
+    code = "out_of_memory"
+    retry_after = 5.0
+
+
+@dataclass(frozen=True)
+class Shrink(Generic[T]):
+    """How a tool can do its work with less memory after an out-of-memory retry failed.
+
+    ``work(model)`` is the same work made smaller (a smaller working size, fewer prompts per
+    batch, a smaller detector input); ``what`` says how, for the log and the 503 message
+    (e.g. ``"at 384 px instead of 512 px"``).
+    """
+
+    work: Callable[[Any], T]
+    what: str
 
 
 class ModelInfo(BaseModel):
@@ -105,7 +139,8 @@ class _Entry:
     backend: str
     device: str
     lock: threading.RLock = field(default_factory=threading.RLock)
-    model: Any = None
+    model: PooledModule[Any] | None = None
+    handle: Any = None  # what ``use`` yields: the loader's own return value
     dtype: str | None = None
     placement: str | None = None
     memory_bytes: int = 0
@@ -158,31 +193,16 @@ def torch_dtype(name: str) -> Any:
 
 
 def model_memory_bytes(model: Any) -> int:
-    """Bytes of the tensors of a torch module, a bundle with ``parameters()``, or a diffusers
-    pipeline (its ``components``); 0 for anything else."""
-    components = getattr(model, "components", None)
-    if isinstance(components, dict):
-        return sum(model_memory_bytes(c) for c in components.values() if c is not model)
-    total = 0
-    for attr in ("parameters", "buffers"):
-        tensors = getattr(model, attr, None)
-        if callable(tensors):
-            try:
-                total += sum(t.numel() * t.element_size() for t in tensors())
-            except TypeError:
-                return 0
-    return total
+    """Bytes of the weights of a :class:`PooledModule`, a torch module or a diffusers pipeline
+    (its module components); 0 for anything else."""
+    return (model if isinstance(model, PooledModule) else PooledModule(model)).memory_bytes()
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
     """True for ``torch.cuda.OutOfMemoryError`` and the RuntimeErrors CUDA raises when full."""
-    if type(exc).__name__ == "OutOfMemoryError":
+    if isinstance(exc, OutOfMemory) or type(exc).__name__ == "OutOfMemoryError":
         return True
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
-
-
-def _movable(model: Any) -> bool:
-    return callable(getattr(model, "to", None))
 
 
 def _empty_cuda_cache() -> None:
@@ -277,8 +297,9 @@ class ModelPool:
         ``device`` defaults to the family's device from the settings; the first call fixes
         the model's device. ``dtype`` is what the loader uses (shown in ``/api/models``).
         A loader that raises leaves the entry unloaded, so the next call tries again. An
-        out-of-memory error in the caller's block frees the device and becomes a
-        :class:`ServiceUnavailable` (503).
+        out-of-memory error while loading or in the caller's block frees the device (idle
+        models evicted, the CUDA cache emptied) and becomes :class:`OutOfMemory` (503);
+        :meth:`run` adds the retries.
         """
         entry = self._entry(key, backend, device or self.device_for(family_of(key)))
         with entry.lock:
@@ -287,56 +308,89 @@ class ModelPool:
                 self._ready(entry, loader, dtype)
                 entry.last_used = time.time()
                 entry.tick = next(self._clock)
-                yield entry.model
+                yield entry.handle
             except Exception as exc:
                 if is_out_of_memory(exc):
                     self.free(entry.device, keep=entry.key)
-                    raise ServiceUnavailable(
+                    if isinstance(exc, OutOfMemory):
+                        raise
+                    raise OutOfMemory(
                         f"{entry.device} ran out of memory while running model {key!r}; idle models were "
                         "evicted, retry the request, use a smaller image, or give the model its own device "
-                        f"(IGPT_DEVICES={entry.family}=...) or a smaller budget (IGPT_POOL__GPU_BUDGET_MB)",
-                        code="out_of_memory",
+                        f"(IGPT_DEVICES={entry.family}=...) or a smaller budget (IGPT_POOL__GPU_BUDGET_MB)"
                     ) from exc
                 raise
             finally:
                 entry.users -= 1
 
+    def run(
+        self,
+        key: str,
+        loader: Callable[[str], Any],
+        work: Callable[[Any], T],
+        *,
+        backend: str,
+        device: str | None = None,
+        dtype: str | None = None,
+        shrink: Shrink[T] | None = None,
+    ) -> T:
+        """``work(model)`` under the model's lock, with the server's one out-of-memory policy.
+
+        ``model`` is what :meth:`use` yields. When loading the model or running ``work`` runs
+        out of memory: (1) the CUDA cache is emptied and the least recently used idle models of
+        the device are evicted, (2) ``work`` runs once more, (3) if that runs out of memory
+        too and the tool can shrink its work, ``shrink.work`` runs once (after freeing again),
+        (4) :class:`OutOfMemory` (503) says what was tried and how to make room. Any other
+        error passes through unchanged. Call it once per request step, not nested in itself.
+        """
+        attempts: list[tuple[str, Callable[[Any], T]]] = [("", work), ("after freeing the device", work)]
+        if shrink is not None:
+            attempts.append((shrink.what, shrink.work))
+        last: OutOfMemory | None = None
+        for how, attempt in attempts:
+            if last is not None:
+                log.warning("out of memory with %s; retrying %s", key, how)
+            try:
+                with self.use(key, loader, backend=backend, device=device, dtype=dtype) as model:
+                    return attempt(model)
+            except OutOfMemory as exc:
+                last = exc
+        assert last is not None
+        tried = ", ".join(how for how, _ in attempts[1:])
+        entry = self._entry(key, backend, device or self.device_for(family_of(key)))
+        raise OutOfMemory(
+            f"{entry.device} ran out of memory for model {key!r} even after evicting idle models and retrying "
+            f"({tried}); retry later, use a smaller image, or give the model its own device "
+            f"(IGPT_DEVICES={entry.family}=...) or a smaller budget for the others (IGPT_POOL__GPU_BUDGET_MB)",
+            detail={"model": key, "device": entry.device, "tried": [how for how, _ in attempts[1:]]},
+        ) from last
+
+    def loaded(self, key: str) -> PooledModule[Any] | None:
+        """The :class:`PooledModule` of ``key`` when it is loaded (resident or offloaded), else None."""
+        with self._lock:
+            entry = self._entries.get(key)
+        return None if entry is None else entry.model
+
     def _ready(self, entry: _Entry, loader: Callable[[str], Any], dtype: str | None) -> None:
         """Make ``entry``'s model resident on its device (caller holds ``entry.lock``)."""
         if entry.resident:
             return
-        if entry.offloaded:
+        if entry.model is not None and entry.offloaded:
             self._make_room(entry.device, entry.memory_bytes, keep=entry)
-            entry.model = self._retry_on_oom(entry, lambda: _move(entry.model, entry.device), "moving back")
+            entry.model.to(entry.device)
             entry.placement = entry.device
             return
+        report("loading", f"loading {entry.key} on {entry.device}", model=entry.key)
         self._make_room(entry.device, entry.known_bytes, keep=entry)
-        model = self._retry_on_oom(entry, lambda: loader(entry.device), "loading")
-        entry.model, entry.placement, entry.dtype = model, entry.device, dtype
-        entry.memory_bytes = entry.known_bytes = model_memory_bytes(model)
+        with _CONSTRUCTION_LOCK:
+            loaded = loader(entry.device)
+        model = loaded if isinstance(loaded, PooledModule) else PooledModule(loaded, device=entry.device, dtype=dtype)
+        entry.model, entry.handle, entry.placement = model, loaded, entry.device
+        entry.dtype = dtype or model.dtype
+        entry.memory_bytes = entry.known_bytes = model.memory_bytes()
         entry.loads += 1
         log.info("loaded %s on %s (%s, %.1f MiB)", entry.key, entry.device, dtype, entry.memory_bytes / MiB)
         self._make_room(entry.device, 0, keep=entry)  # its real size is known now
-
-    def _retry_on_oom(self, entry: _Entry, action: Callable[[], T], what: str) -> T:
-        try:
-            return action()
-        except Exception as exc:
-            if not is_out_of_memory(exc):
-                raise
-            log.warning("out of memory %s %s on %s; freeing the device and retrying", what, entry.key, entry.device)
-        self.free(entry.device, keep=entry.key)
-        try:
-            return action()
-        except Exception as exc:
-            if not is_out_of_memory(exc):
-                raise
-            raise ServiceUnavailable(
-                f"{entry.device} has no room for model {entry.key!r} ({entry.known_bytes / MiB:.0f} MiB) even after "
-                "evicting idle models; place it on another device (IGPT_DEVICES="
-                f"{entry.family}=cpu or cuda:N) or free GPU memory",
-                code="out_of_memory",
-            ) from exc
 
     # eviction ---------------------------------------------------------------------------
 
@@ -369,11 +423,11 @@ class ModelPool:
             if entry.model is None or entry.users > 0:
                 return False
             if offload and entry.resident and self._can_offload(entry):
-                entry.model = _move(entry.model, OFFLOAD_DEVICE)
+                entry.model.to(OFFLOAD_DEVICE)
                 entry.placement = OFFLOAD_DEVICE
                 log.info("offloaded %s from %s to the CPU", entry.key, entry.device)
             else:
-                entry.model = None
+                entry.model = entry.handle = None
                 entry.placement = None
                 entry.memory_bytes = 0
                 gc.collect()
@@ -386,7 +440,7 @@ class ModelPool:
 
     def _can_offload(self, entry: _Entry) -> bool:
         """Whether ``entry`` can move to the CPU, evicting older offloaded models to make room."""
-        if entry.device == OFFLOAD_DEVICE or not _movable(entry.model):
+        if entry.device == OFFLOAD_DEVICE or entry.model is None or not entry.model.movable:
             return False
         budget = self.offload_budget_bytes()
         if entry.memory_bytes > budget:
@@ -420,7 +474,7 @@ class ModelPool:
             entry = self._entries.get(key)
         if entry is not None:
             with entry.lock:
-                entry.model = None
+                entry.model = entry.handle = None
                 entry.placement = None
                 entry.memory_bytes = 0
             gc.collect()
@@ -480,12 +534,6 @@ def _info(e: _Entry) -> ModelInfo:
     )
 
 
-def _move(model: Any, device: str) -> Any:
-    """``model.to(device)``; modules and pipelines return themselves, others may return a copy."""
-    moved = model.to(device)
-    return model if moved is None else moved
-
-
 def _cuda_supports_bf16() -> bool:
     try:
         import torch
@@ -495,18 +543,78 @@ def _cuda_supports_bf16() -> bool:
         return False
 
 
-class PooledModule:
-    """Base of what the pool holds when a torch module travels with other parts (a processor,
-    input sizes): moving, memory accounting and offloading follow ``self.model``."""
+class PooledModule(Generic[M]):
+    """What the pool holds for every model: the object a tool calls and the weights behind it.
 
-    model: Any
+    ``obj`` is the library object (a torch module, a diffusers pipeline, a SAM predictor, an
+    EasyOCR reader, a controlnet-aux detector...); ``modules`` are the torch modules that
+    carry its weights (default: ``obj`` itself when it is a module, the module components of
+    a diffusers pipeline). ``device`` is where the weights are now, ``dtype`` the precision
+    they were loaded in (``fp32``/``fp16``/``bf16``, None when not a torch model).
+
+    :meth:`to` moves the modules (and a pipeline's own bookkeeping) and then calls
+    ``on_move(obj, device)`` so objects that cache device state (a predictor's features)
+    can drop it; :meth:`memory_bytes` counts the modules' parameters and buffers once each.
+    Subclasses add the parts a tool needs beside the network (a processor, input sizes).
+    """
+
+    def __init__(
+        self,
+        obj: M,
+        modules: Iterable[Any] | None = None,
+        *,
+        device: str = "cpu",
+        dtype: str | None = None,
+        on_move: Callable[[M, str], None] | None = None,
+    ) -> None:
+        self.obj = obj
+        self.modules = list(modules) if modules is not None else _weight_modules(obj)
+        self.device = device
+        self.dtype = dtype
+        self.on_move = on_move
+
+    @property
+    def movable(self) -> bool:
+        """Whether :meth:`to` moves any weights (False: offloading would free nothing)."""
+        return bool(self.modules)
 
     def to(self, device: str) -> Self:
-        self.model.to(device)
+        if _is_pipeline(self.obj) and callable(getattr(self.obj, "to", None)):
+            self.obj.to(device)  # type: ignore[attr-defined]
+        else:
+            for module in self.modules:
+                module.to(device)
+        self.device = device
+        if self.on_move is not None:
+            self.on_move(self.obj, device)
         return self
 
-    def parameters(self) -> Any:
-        return self.model.parameters()
+    def parameters(self) -> Iterator[Any]:
+        return itertools.chain.from_iterable(m.parameters() for m in self.modules)
 
-    def buffers(self) -> Any:
-        return self.model.buffers()
+    def buffers(self) -> Iterator[Any]:
+        return itertools.chain.from_iterable(m.buffers() for m in self.modules)
+
+    def memory_bytes(self) -> int:
+        """Bytes of the weights (parameters and buffers; a tensor shared by two modules once)."""
+        seen: set[int] = set()
+        total = 0
+        for tensor in itertools.chain(self.parameters(), self.buffers()):
+            if id(tensor) not in seen:
+                seen.add(id(tensor))
+                total += tensor.numel() * tensor.element_size()
+        return total
+
+
+def _is_pipeline(obj: Any) -> bool:
+    """A diffusers-style pipeline: its weights are the modules of its ``components``."""
+    return isinstance(getattr(obj, "components", None), dict)
+
+
+def _weight_modules(obj: Any) -> list[Any]:
+    """The torch modules of ``obj``: its pipeline components that have weights, or ``obj`` itself."""
+    if _is_pipeline(obj):
+        return [c for c in obj.components.values() if c is not obj and callable(getattr(c, "parameters", None))]
+    if callable(getattr(obj, "parameters", None)) and callable(getattr(obj, "to", None)):
+        return [obj]
+    return []

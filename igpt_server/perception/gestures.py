@@ -16,9 +16,9 @@ JSON forms (discriminated by ``type``)::
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from igpt_server.errors import InvalidInput
 
@@ -26,18 +26,40 @@ MAX_CLICK_POINTS = 64
 MAX_STROKE_POINTS = 4096
 MAX_STROKE_WIDTH = 512.0
 
-Coordinate = Annotated[float, Field(allow_inf_nan=False, ge=-1e6, le=1e6)]
+
+def _a_number(value: Any) -> Any:
+    """Numbers are numbers: ``false`` or ``"12"`` is not taken for a coordinate or a width."""
+    if isinstance(value, (bool, str, bytes)):
+        raise ValueError("must be a number, not a boolean or a string")
+    return value
+
+
+Coordinate = Annotated[float, Field(allow_inf_nan=False, ge=-1e6, le=1e6), BeforeValidator(_a_number)]
 XY = tuple[Coordinate, Coordinate]
 
 
+def _type_is_required(schema: dict[str, Any], cls: type) -> None:
+    """In the JSON schema, ``type`` is required: the union is discriminated by it (a default
+    only serves Python callers that build a gesture directly)."""
+    if "type" in schema.get("properties", {}):
+        schema["required"] = ["type", *(name for name in schema.get("required", []) if name != "type")]
+
+
 class _Gesture(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_type_is_required)
 
 
 class ClickPoint(_Gesture):
     x: Coordinate
     y: Coordinate
     label: Literal[0, 1] = 1
+
+    @field_validator("label", mode="before")
+    @classmethod
+    def _label_is_an_integer(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError("label is the integer 1 (include) or 0 (exclude)")
+        return value
 
 
 class Click(_Gesture):
@@ -80,7 +102,7 @@ class Stroke(_Gesture):
 
     type: Literal["stroke"] = "stroke"
     points: list[XY] = Field(min_length=1, max_length=MAX_STROKE_POINTS)
-    width: float = Field(12.0, gt=0, le=MAX_STROKE_WIDTH)
+    width: Annotated[float, BeforeValidator(_a_number)] = Field(12.0, gt=0, le=MAX_STROKE_WIDTH)
 
     def length(self) -> float:
         return sum(math.dist(a, b) for a, b in zip(self.points, self.points[1:], strict=False))

@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from igpt_server.models.pool import PooledModule
 from igpt_server.settings import Settings
 from igpt_server.speech.transcript import Segment, Transcript, Word
 from igpt_server.tooling.interface import Backend
@@ -79,11 +80,12 @@ class SpeechBackend(Backend):
         requested one (``IGPT_DTYPES=speech=...``; ``auto``: the backend's default there)."""
 
     @abstractmethod
-    def load(self, model: ModelChoice, device: str, dtype: str) -> Any:
-        """Load the model onto ``device`` to compute in ``dtype`` (heavy imports happen here)."""
+    def load(self, model: ModelChoice, device: str, dtype: str) -> PooledModule[Any]:
+        """Load the model onto ``device`` to compute in ``dtype`` (heavy imports happen here); the
+        pool holds it as a :class:`PooledModule` whose ``obj`` is the library's model."""
 
     @abstractmethod
-    def transcribe(self, model: Any, audio: np.ndarray, options: DecodeOptions, dtype: str) -> Transcript:
+    def transcribe(self, model: PooledModule[Any], audio: np.ndarray, options: DecodeOptions, dtype: str) -> Transcript:
         """Transcribe float32 mono 16 kHz samples, shape (n,), with a model from :meth:`load`."""
 
 
@@ -130,11 +132,12 @@ class FasterWhisperBackend(SpeechBackend):
             return "fp16" if device.startswith("cuda") else "int8"
         return requested
 
-    def load(self, model: ModelChoice, device: str, dtype: str) -> Any:
+    def load(self, model: ModelChoice, device: str, dtype: str) -> PooledModule[Any]:
+        """A CTranslate2 model: no torch modules, so the pool unloads it instead of offloading."""
         from faster_whisper import WhisperModel
 
         kind, _, index = device.partition(":")
-        return WhisperModel(
+        whisper = WhisperModel(
             str(model.path),
             device=kind,
             device_index=int(index or 0),
@@ -142,9 +145,10 @@ class FasterWhisperBackend(SpeechBackend):
             cpu_threads=min(os.cpu_count() or 1, 8),
             local_files_only=True,
         )
+        return PooledModule(whisper, [], device=device, dtype=dtype)
 
-    def transcribe(self, model: Any, audio: np.ndarray, options: DecodeOptions, dtype: str) -> Transcript:
-        segments, _info = model.transcribe(
+    def transcribe(self, model: PooledModule[Any], audio: np.ndarray, options: DecodeOptions, dtype: str) -> Transcript:
+        segments, _info = model.obj.transcribe(
             audio,
             language=options.language,
             beam_size=options.beam_size,
@@ -210,16 +214,17 @@ class OpenAIWhisperBackend(SpeechBackend):
         """fp16 on a GPU unless fp32 is asked for (Whisper decodes in fp16 or fp32 only); fp32 on a CPU."""
         return "fp16" if device.startswith("cuda") and requested != "fp32" else "fp32"
 
-    def load(self, model: ModelChoice, device: str, dtype: str) -> Any:
+    def load(self, model: ModelChoice, device: str, dtype: str) -> PooledModule[Any]:
         import whisper
 
-        return whisper.load_model(str(model.path), device=device)  # whisper casts per layer when fp16
+        network = whisper.load_model(str(model.path), device=device)  # whisper casts per layer when fp16
+        return PooledModule(network, device=device, dtype=dtype)
 
-    def transcribe(self, model: Any, audio: np.ndarray, options: DecodeOptions, dtype: str) -> Transcript:
+    def transcribe(self, model: PooledModule[Any], audio: np.ndarray, options: DecodeOptions, dtype: str) -> Transcript:
         import whisper
 
         result = whisper.transcribe(
-            model,
+            model.obj,
             audio,
             verbose=None,
             language=options.language,

@@ -13,7 +13,8 @@ for openai-whisper) and decodes under the model's lock.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from igpt_server.errors import IgptError, InvalidInput, ToolFailed, ToolUnavailable
-from igpt_server.models.pool import ModelPool
+from igpt_server.models.pool import ModelPool, Shrink, is_out_of_memory
 from igpt_server.settings import Settings
 from igpt_server.speech.audio import decode_audio, has_speech
 from igpt_server.speech.backends import (
@@ -105,25 +106,55 @@ class SpeechRecognizer:
             raise InvalidInput(NO_SPEECH_MESSAGE, code="no_speech")
         return transcript
 
-    def run_model(self, audio: np.ndarray) -> Transcript:
-        """The backend's raw transcript of ``audio`` (no speech gate; may be empty)."""
-        backend, model = self._require()
-        device = backend.resolve_device(self.settings.device_for("speech"))
-        dtype = backend.dtype(device, self.settings.dtype_for("speech"))
+    def warm_up(self) -> None:
+        """Load the model into the pool now (the server's start-up warm-up), with the same key,
+        loader, device and dtype as the first :meth:`run_model`; :class:`ToolUnavailable`
+        without a backend."""
+        backend, model, device, dtype = self._placement()
         with self.pool.use(
             self.pool_key(), self._loader(backend, model, dtype), backend=backend.name, device=device, dtype=dtype
-        ) as loaded:
-            try:
-                return backend.transcribe(loaded, audio, self.options, dtype)
-            except IgptError:
-                raise
-            except Exception as exc:  # a library failure: report it, never crash the server
-                log.exception("speech backend %s failed", backend.name)
-                raise ToolFailed(f"speech recognition ({backend.name}) failed: {type(exc).__name__}: {exc}") from exc
+        ):
+            pass
+
+    def run_model(self, audio: np.ndarray) -> Transcript:
+        """The backend's raw transcript of ``audio`` (no speech gate; may be empty)."""
+        backend, model, device, dtype = self._placement()
+
+        def decode(options: DecodeOptions) -> Callable[[Any], Transcript]:
+            def run(loaded: Any) -> Transcript:
+                try:
+                    return backend.transcribe(loaded, audio, options, dtype)
+                except IgptError:
+                    raise
+                except Exception as exc:  # a library failure: report it, never crash the server
+                    if is_out_of_memory(exc):
+                        raise  # the pool's out-of-memory policy takes it
+                    log.exception("speech backend %s failed", backend.name)
+                    raise ToolFailed(
+                        f"speech recognition ({backend.name}) failed: {type(exc).__name__}: {exc}"
+                    ) from exc
+
+            return run
+
+        return self.pool.run(
+            self.pool_key(),
+            self._loader(backend, model, dtype),
+            decode(self.options),
+            backend=backend.name,
+            device=device,
+            dtype=dtype,
+            shrink=Shrink(decode(replace(self.options, beam_size=1)), "with greedy decoding (beam size 1)"),
+        )
 
     def pool_key(self) -> str:
         backend, model = self._require()
         return f"speech.{backend.name}:{model.name}"
+
+    def _placement(self) -> tuple[SpeechBackend, ModelChoice, str, str]:
+        """The backend, its model, the device and the dtype it runs in (from the settings)."""
+        backend, model = self._require()
+        device = backend.resolve_device(self.settings.device_for("speech"))
+        return backend, model, device, backend.dtype(device, self.settings.dtype_for("speech"))
 
     def _require(self) -> tuple[SpeechBackend, ModelChoice]:
         if self.backend is None or self.model is None:
@@ -139,6 +170,8 @@ class SpeechRecognizer:
             try:
                 return backend.load(model, device, dtype)
             except Exception as exc:
+                if is_out_of_memory(exc):
+                    raise  # the pool's out-of-memory policy takes it
                 log.exception("loading speech model %s failed", model.path)
                 raise ToolUnavailable(
                     f"the speech model {model.path} ({backend.name}) does not load on {device} in {dtype}: "

@@ -10,10 +10,16 @@ goes through one lock and one SQLite connection in WAL mode, so concurrent reque
 thread pool of the ASGI server) are safe. Files are written to a temporary name and renamed,
 so a reader never sees half a file. An artifact file is only ever opened through its row in
 the registry: :meth:`SessionStore.artifact_file` rejects any path the registry does not hold.
+
+Serving many people (see :mod:`igpt_server.store.limits`, :mod:`igpt_server.store.locks`,
+:mod:`igpt_server.store.owner`): a session belongs to the API key that created it (another
+key gets 404), idle sessions expire, writes respect byte quotas and a free-disk watermark,
+and :meth:`SessionStore.writer` serialises the state-changing calls of one session.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -27,7 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from igpt_server.errors import InvalidInput, NotFound
+from igpt_server.errors import InsufficientStorage, InvalidInput, NotFound, SessionBusy
 from igpt_server.store.artifacts import (
     Artifact,
     ArtifactKind,
@@ -35,6 +41,9 @@ from igpt_server.store.artifacts import (
     SessionState,
     is_artifact_path,
 )
+from igpt_server.store.limits import StoreLimits, check_room, room_left
+from igpt_server.store.locks import LocalSessionLocks, SessionLocks
+from igpt_server.store.owner import current_principal
 
 _SESSION_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 _SCHEMA = """
@@ -43,7 +52,9 @@ CREATE TABLE IF NOT EXISTS sessions (
     created_at REAL NOT NULL,
     active_image TEXT,
     active_mask TEXT,
-    materials TEXT NOT NULL DEFAULT '[]'
+    materials TEXT NOT NULL DEFAULT '[]',
+    owner TEXT,
+    touched_at REAL
 );
 CREATE TABLE IF NOT EXISTS artifacts (
     session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
@@ -69,6 +80,11 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 """
 
+#: columns added after the first release, for databases made before them
+_ADDED_COLUMNS = {"sessions": {"owner": "TEXT", "touched_at": "REAL"}}
+#: a session's ``touched_at`` is rewritten at most this often (seconds)
+_TOUCH_EVERY_S = 30.0
+
 _UNSET: Any = object()
 
 
@@ -82,8 +98,10 @@ def safe_stem(name: str | None, default: str = "file") -> str:
 class SessionStore:
     """Sessions, their artifacts, active image and selection, materials and history."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, limits: StoreLimits | None = None, locks: SessionLocks | None = None) -> None:
         self.data_dir = Path(data_dir)
+        self.limits = limits or StoreLimits()
+        self.locks: SessionLocks = locks or LocalSessionLocks()
         self.sessions_dir = self.data_dir / "sessions"
         self.sessions_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
@@ -92,6 +110,16 @@ class SessionStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        for table, columns in _ADDED_COLUMNS.items():
+            have = {row["name"] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            for name, sql_type in columns.items():
+                if name not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}")
+        # sessions from before expiry existed get a full idle period from the upgrade on
+        self._db.execute("UPDATE sessions SET touched_at = ? WHERE touched_at IS NULL", (time.time(),))
 
     def close(self) -> None:
         with self._lock:
@@ -99,32 +127,151 @@ class SessionStore:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        with self._lock, _disk_full_is_507():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    # the writer lock ---------------------------------------------------------------------
+
+    @contextmanager
+    def writer(self, session_id: str, timeout: float | None = _UNSET) -> Iterator[None]:
+        """Hold the session's writer lock (re-entrant for the same request) inside the block.
+
+        Waits at most ``timeout`` seconds (default: ``limits.lock_timeout_s``), then raises
+        :class:`SessionBusy` (409).
+        """
+        wait = self.limits.lock_timeout_s if timeout is _UNSET else timeout
+        lease = self.locks.acquire(session_id, wait)
+        if lease is None:
+            raise SessionBusy(
+                f"another request is still changing session {session_id!r}; wait for it to finish and retry",
+                retry_after=max(1.0, (wait or 1.0) / 2),
+            )
+        try:
+            yield
+        finally:
+            self.locks.release(lease)
 
     # sessions ---------------------------------------------------------------------------
 
     def create(self) -> SessionState:
         session_id = uuid.uuid4().hex
+        now = time.time()
         with self._transaction() as db:
-            db.execute("INSERT INTO sessions (id, created_at) VALUES (?, ?)", (session_id, time.time()))
+            db.execute(
+                "INSERT INTO sessions (id, created_at, owner, touched_at) VALUES (?, ?, ?, ?)",
+                (session_id, now, current_principal(), now),
+            )
         (self.sessions_dir / session_id).mkdir(parents=True, exist_ok=True)
         return self.get(session_id)
 
     def require(self, session_id: str) -> None:
-        """Raise :class:`NotFound` unless the session exists."""
-        if not _SESSION_ID_RE.match(session_id):
-            raise NotFound(f"no session {session_id!r}; create one with POST /api/sessions")
+        """Raise :class:`NotFound` unless the session exists, belongs to the current key and is not expired.
+
+        A session of another key is reported exactly like one that does not exist. An expired
+        session is deleted here (404 ``session_expired``). Using a session keeps it alive.
+        """
+        missing = f"no session {session_id!r}; create one with POST /api/sessions"
+        if not isinstance(session_id, str) or not _SESSION_ID_RE.match(session_id):
+            raise NotFound(missing)
         with self._lock:
-            row = self._db.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone()
+            row = self._db.execute(
+                "SELECT owner, touched_at, created_at FROM sessions WHERE id = ?", (session_id,)
+            ).fetchone()
         if row is None:
-            raise NotFound(f"no session {session_id!r}; create one with POST /api/sessions")
+            raise NotFound(missing)
+        principal = current_principal()
+        if principal is not None and row["owner"] != principal:
+            raise NotFound(missing)
+        now = time.time()
+        touched = row["touched_at"] if row["touched_at"] is not None else row["created_at"]
+        idle = self.limits.idle_s
+        if idle is not None and now - touched > idle and not self.locks.busy(session_id):
+            self.drop(session_id)
+            raise NotFound(
+                f"session {session_id!r} expired after {idle:g} s without use; "
+                "create a new one with POST /api/sessions",
+                code="session_expired",
+            )
+        if now - touched > _TOUCH_EVERY_S:
+            with self._transaction() as db:
+                db.execute("UPDATE sessions SET touched_at = ? WHERE id = ?", (now, session_id))
+
+    def expired_ids(self, now: float | None = None) -> list[str]:
+        """Sessions idle for longer than ``limits.idle_s`` (none when expiry is off)."""
+        if self.limits.idle_s is None:
+            return []
+        cutoff = (now or time.time()) - self.limits.idle_s
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id FROM sessions WHERE COALESCE(touched_at, created_at) < ?", (cutoff,)
+            ).fetchall()
+        return [r["id"] for r in rows]
+
+    def session_ids(self) -> list[str]:
+        with self._lock:
+            return [r["id"] for r in self._db.execute("SELECT id FROM sessions")]
+
+    def count(self) -> int:
+        """How many sessions exist."""
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0])
+
+    def used_bytes(self, session_id: str | None = None) -> int:
+        """Bytes of the artifacts of one session, or of every session."""
+        with self._lock:
+            if session_id is None:
+                row = self._db.execute("SELECT COALESCE(SUM(size_bytes), 0) FROM artifacts").fetchone()
+            else:
+                row = self._db.execute(
+                    "SELECT COALESCE(SUM(size_bytes), 0) FROM artifacts WHERE session_id = ?", (session_id,)
+                ).fetchone()
+        return int(row[0])
+
+    def room(self, session_id: str) -> tuple[int | None, Exception]:
+        """Bytes the session may still write (``None``: unbounded), and the error past that."""
+        return room_left(self.limits, self.data_dir, self.used_bytes(session_id), self.used_bytes())
+
+    def check_room(self, session_id: str, size: int) -> None:
+        """Raise :class:`QuotaExceeded` (413) or :class:`InsufficientStorage` (507) unless ``size`` bytes fit."""
+        check_room(self.limits, self.data_dir, self.used_bytes(session_id), self.used_bytes(), size)
+
+    def artifact_paths(self, session_id: str) -> set[str]:
+        """Every registered artifact path of a session (no ownership check: for maintenance)."""
+        with self._lock:
+            rows = self._db.execute("SELECT path FROM artifacts WHERE session_id = ?", (session_id,)).fetchall()
+        return {r["path"] for r in rows}
+
+    def forget_artifacts(self, session_id: str, paths: set[str]) -> None:
+        """Remove the rows of ``paths`` (whose files are gone) and every reference the session state holds."""
+        if not paths:
+            return
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT active_image, active_mask, materials FROM sessions WHERE id = ?", (session_id,)
+            ).fetchone()
+            for path in paths:
+                db.execute("DELETE FROM artifacts WHERE session_id = ? AND path = ?", (session_id, path))
+            if row is not None:
+                image = None if row["active_image"] in paths else row["active_image"]
+                mask = None if row["active_mask"] in paths or image is None else row["active_mask"]
+                materials = [m for m in json.loads(row["materials"]) if m not in paths]
+                db.execute(
+                    "UPDATE sessions SET active_image = ?, active_mask = ?, materials = ? WHERE id = ?",
+                    (image, mask, json.dumps(materials), session_id),
+                )
+
+    def drop(self, session_id: str) -> None:
+        """Delete a session and its files without the ownership check (maintenance: expiry)."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+        shutil.rmtree(self.sessions_dir / session_id, ignore_errors=True)
 
     def get(self, session_id: str) -> SessionState:
         self.require(session_id)
@@ -150,9 +297,7 @@ class SessionStore:
 
     def delete(self, session_id: str) -> None:
         self.require(session_id)
-        with self._transaction() as db:
-            db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
-        shutil.rmtree(self.sessions_dir / session_id, ignore_errors=True)
+        self.drop(session_id)
 
     def update_state(
         self,
@@ -203,13 +348,22 @@ class SessionStore:
             self.artifact(session_id, parent)
         path = f"{kind.value}/{uuid.uuid4().hex[:8]}_{safe_stem(stem)}.{ext.lower().lstrip('.')}"
         target = self._session_dir(session_id) / path
+        self.check_room(session_id, len(content) if isinstance(content, bytes) else Path(content).stat().st_size)
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.partial")
-        if isinstance(content, bytes):
-            partial.write_bytes(content)
-        else:
-            shutil.move(str(content), partial)
-        os.replace(partial, target)
+        try:
+            if isinstance(content, bytes):
+                partial.write_bytes(content)
+            else:
+                shutil.move(str(content), partial)
+            os.replace(partial, target)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise InsufficientStorage(
+                    "the server's disk is full; nothing was stored. Try again later", code="disk_full"
+                ) from None
+            raise
         artifact = Artifact(
             path=path,
             kind=kind,
@@ -289,6 +443,13 @@ class SessionStore:
 
     # history ----------------------------------------------------------------------------
 
+    def record(self, session_id: str, record: Any) -> Message:
+        """Append one typed history record (:data:`igpt_server.store.history.HistoryRecord`):
+        the one writer of tool steps, gestures, undo/redo and captions."""
+        from igpt_server.store import history
+
+        return history.write(self, session_id, record)
+
     def append_message(self, session_id: str, role: str, content: str, data: dict[str, Any] | None = None) -> Message:
         self.require(session_id)
         created = time.time()
@@ -319,6 +480,19 @@ class SessionStore:
             )
             for r in rows
         ]
+
+
+@contextmanager
+def _disk_full_is_507() -> Iterator[None]:
+    """SQLite's "database or disk is full" is the server's storage being full (507), not a fault."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if "full" in str(exc).lower():
+            raise InsufficientStorage(
+                "the server's disk is full; nothing was changed. Try again later", code="disk_full"
+            ) from None
+        raise
 
 
 def _artifact_from_row(row: sqlite3.Row) -> Artifact:

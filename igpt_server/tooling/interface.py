@@ -67,6 +67,11 @@ AudioPath = Annotated[
     ArtifactRef((ArtifactKind.audio, ArtifactKind.video)),
     _path_field(ArtifactKind.audio, "an audio artifact path, e.g. audio/9a8b7c6d_clip.wav"),
 ]
+VideoPath = Annotated[
+    str,
+    ArtifactRef((ArtifactKind.video,)),
+    _path_field(ArtifactKind.video, "a video artifact path, e.g. video/4d5e6f70_clip.mp4"),
+]
 
 
 class ToolArgs(BaseModel):
@@ -159,6 +164,42 @@ class Backend:
         return None
 
 
+@dataclass(frozen=True)
+class ToolWords:
+    """How people ask for a tool; the controller's lexicon is built from these.
+
+    Entries are lower-case lemmas or multi-word phrases ("crop", "zoom in on", "get rid of").
+    ``verbs`` ask for the tool's action, ``nouns`` name it ("blur", "transcript"),
+    ``examples`` are whole requests (documentation and tests, never matched literally).
+
+    Added for the controller's lexicon (all optional):
+
+    * ``senses``: WordNet 3.0 synset names (``"erase.v.02"``) whose lemmas also ask for the
+      tool; the lexicon expands them from ``igpt_server/controller/wordnet_senses.json``
+      (regenerate it with ``python -m igpt_server.controller.wordnet`` after adding one);
+    * ``roles``: ``(field, role)`` pairs naming what the words fill in an args field:
+      ``"prompt"`` (what to put there), ``"query"`` (the object named), ``"question"``,
+      ``"offset"`` (dx/dy from a direction), ``"scale"`` (bigger/smaller), ``"choice"`` (a
+      ``Literal`` field whose value the words name: "blur", "darken", "background").
+    """
+
+    verbs: tuple[str, ...] = ()
+    nouns: tuple[str, ...] = ()
+    examples: tuple[str, ...] = ()
+    senses: tuple[str, ...] = ()
+    roles: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass
+class UploadNote:
+    """What a tool's upload hook (:meth:`Tool.on_image_upload`) leaves in the session's history:
+    an ``event`` message with ``text`` (read by the controller's scene context) and ``data``
+    (JSON; its ``"event"`` key names the kind of note, e.g. ``"caption"``)."""
+
+    text: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
 class Tool(ABC):
     """A vision tool: subclasses set the class attributes and implement :meth:`run`."""
 
@@ -166,6 +207,8 @@ class Tool(ABC):
     description: ClassVar[str]
     args_model: ClassVar[type[ToolArgs]]
     gestures: ClassVar[tuple[str, ...]] = ()
+    #: the words that ask for this tool (see :class:`ToolWords`)
+    words: ClassVar[ToolWords] = ToolWords()
 
     def __init__(self, backends: Sequence[Backend]) -> None:
         self.backends = tuple(backends)
@@ -173,3 +216,14 @@ class Tool(ABC):
     @abstractmethod
     def run(self, args: Any, ctx: ToolContext, backend: Any) -> ToolOutput:
         """Run with validated ``args`` (an instance of ``args_model``) on ``backend``."""
+
+    def on_image_upload(self, image_path: str, ctx: ToolContext, backend: Any) -> UploadNote | None:
+        """Background work on a newly uploaded image (``image_path``) with this tool's chosen backend.
+
+        The server runs it on its background executor after the upload answered (never on the
+        request thread), for every available tool that overrides it: precompute what a later
+        call needs (an embedding, an edge map) or return a note for the history (a caption).
+        It must not change the session otherwise; an error is logged and changes nothing.
+        The default does nothing.
+        """
+        return None

@@ -102,6 +102,16 @@ class ToolRegistry:
         backend = self._chosen[self.get(name).name]
         return backend.model_families if backend is not None else ()
 
+    def upload_hooks(self) -> list[tuple[Tool, Backend]]:
+        """The available tools that work on every uploaded image in the background (those that
+        override :meth:`Tool.on_image_upload`), each with its chosen backend."""
+        return [
+            (tool, backend)
+            for tool in self._tools.values()
+            if (backend := self._chosen[tool.name]) is not None
+            and type(tool).on_image_upload is not Tool.on_image_upload
+        ]
+
     def backend_for(self, name: str) -> Backend:
         """The chosen backend, or :class:`ToolUnavailable` saying what to configure."""
         tool = self.get(name)

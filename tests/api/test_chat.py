@@ -86,9 +86,13 @@ def test_the_stream_sends_steps_then_the_reply(plain: TestClient) -> None:
     response = plain.post(f"/api/sessions/{sid}/chat/stream", json={"message": "segment this", "gesture": gesture})
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
     events = sse_events(response.text)
+    progress = [data for e, data in events if e == "progress"]
+    assert progress and progress[0]["stage"] == "running" and progress[0]["tool"] == "segment"
+    events = [(e, data) for e, data in events if e != "progress"]
     assert [e for e, _ in events] == ["step", "reply", "done"]
     reply = events[1][1]
     assert reply["steps"][0]["tool"] == "segment" and reply["artifacts"][0]["url"].startswith("/api/sessions/")
+    assert reply["steps"][0]["chosen_by"] == "rules"
 
 
 def test_undo_through_the_api(plain: TestClient) -> None:
@@ -164,7 +168,8 @@ def test_another_sessions_file_is_refused(plain: TestClient) -> None:
     other = new_session(plain)
     foreign = upload(plain, other, "truck.jpg")["path"]
     body = plain.post(f"/api/sessions/{sid}/chat", json={"message": f"select the truck in {foreign}"}).json()
-    assert foreign in body["reply"] and body["artifacts"] == []
+    assert "is not a file of this session" in body["reply"] and body["artifacts"] == []
+    assert foreign not in body["reply"]  # replies never carry artifact paths
 
 
 def test_a_missing_tool_names_what_to_configure(plain: TestClient) -> None:
@@ -173,7 +178,10 @@ def test_a_missing_tool_names_what_to_configure(plain: TestClient) -> None:
     tools = {t["name"]: t for t in plain.get("/api/tools").json()}
     if tools["replace"]["available"]:
         pytest.skip("replace is configured on this machine")
-    assert "replace" in body["reply"] and "IGPT_MODEL_DIR" in body["reply"]
+    # one sentence for people, said once; the step keeps what to configure
+    assert body["reply"].startswith("I can't replace objects on this server; I can remove it")
+    assert body["reply"].count("replac") == 1 and "/api/tools" in body["reply"]
+    assert "IGPT_MODEL_DIR" in body["steps"][0]["observation"]
     assert body["steps"][0]["args"]["prompt"] == "a red car" and body["artifacts"] == []
 
 
@@ -251,3 +259,20 @@ def test_erase_the_text_under_a_brush_removes_the_brushed_area(plain: TestClient
     assert steps[0]["args"]["exact"] is True
     removed = response.json()["artifacts"][-1]
     assert removed["tool"] == "remove" and removed["parent"] == image
+
+
+def test_a_stream_closed_by_the_client_leaves_the_session_usable(plain: TestClient) -> None:
+    """The page's Stop button closes the stream: the turn is cancelled between its steps and the
+    next turn of the session runs."""
+    sid = new_session(plain)
+    upload(plain, sid, "dog_on_bench.png")
+    gesture = {"type": "box", "x0": 140, "y0": 170, "x1": 400, "y1": 470}
+    with plain.stream(
+        "POST", f"/api/sessions/{sid}/chat/stream", json={"message": "remove this", "gesture": gesture}
+    ) as response:
+        assert response.status_code == 200
+        first = next(response.iter_lines())
+        assert first.startswith("event: ")
+    after = plain.post(f"/api/sessions/{sid}/chat", json={"message": "select this", "gesture": gesture})
+    assert after.status_code == 200, after.text
+    assert after.json()["steps"][0]["tool"] == "segment"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 
 import pytest
@@ -221,3 +222,71 @@ def test_upload_kind_must_be_known(client: TestClient) -> None:
     sid = new_session(client)
     r = client.post(f"/api/sessions/{sid}/files", files={"file": ("a.bin", b"abc")}, data={"kind": "document"})
     assert_error(r, 422, "validation_error")
+
+
+# the probe of issue 16, re-run ----------------------------------------------------------------
+
+
+def test_health_says_whether_a_key_is_needed_and_ready_checks_the_store(client: TestClient) -> None:
+    assert client.get("/api/health").json()["auth"] == "none"
+    ready = client.get("/api/ready").json()
+    assert ready["ready"] is True and set(ready["checks"]) == {"store", "disk", "models"}
+
+
+def test_health_says_what_the_start_up_warm_up_is_still_loading(tmp_path: Path) -> None:
+    with make_client(tmp_path / "data", warm_up=True) as client:
+
+        def models() -> dict[str, str]:
+            return {m["key"]: m["state"] for m in client.get("/api/models").json()}
+
+        def done(loading: dict[str, str]) -> bool:
+            busy = any(state in ("waiting", "loading") for state in loading.values())
+            return models().get("ocr.easyocr") == "loaded" and "speech" in loading and not busy
+
+        loading = client.get("/api/health").json()["loading"]
+        assert isinstance(loading, dict)
+        deadline = time.monotonic() + 300  # a bound on the wait, not a speed check
+        while not done(loading):
+            assert time.monotonic() < deadline, loading
+            time.sleep(0.2)
+            loading = client.get("/api/health").json()["loading"]
+        assert loading["ocr"] == loading["segment"] == loading["speech"] == "ready"
+        assert loading["llm"] in ("ready", "not needed")
+        assert models()["edges.hed_bsds500"] == "loaded"
+
+
+def test_refused_uploads_name_no_server_path(client: TestClient, tmp_path: Path) -> None:
+    sid = new_session(client)
+    for name, content in (("fake.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 40), ("x.wav", b"RIFF....WAVEjunk")):
+        r = client.post(f"/api/sessions/{sid}/files", files={"file": (name, content)})
+        assert r.status_code == 415
+        assert str(tmp_path) not in r.text and ".incoming" not in r.text and "/sessions/" not in r.text
+
+
+def test_every_route_declares_its_errors_with_the_error_model(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    for path, methods in spec["paths"].items():
+        for method, operation in methods.items():
+            errors = {code: r for code, r in operation["responses"].items() if code[0] in "45"}
+            assert "500" in errors, (method, path)
+            if "{session_id}" in path:
+                assert "404" in errors, (method, path)
+            for code, response in errors.items():
+                schema = response["content"]["application/json"]["schema"]
+                assert schema == {"$ref": "#/components/schemas/ErrorOut"}, (method, path, code)
+
+
+def test_the_gesture_union_requires_its_type_and_numbers_are_numbers(client: TestClient) -> None:
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    for name in ("Click", "Box", "Stroke", "Drag"):
+        assert "type" in schemas[name]["required"], name
+    sid = new_session(client)
+    upload(client, sid, "dog_on_bench.png")
+    for gesture in (
+        {"type": "stroke", "points": [[0.0, False]]},
+        {"type": "stroke", "points": [["10", 20]]},
+        {"points": [[10, 20]]},
+        {"type": "click", "points": [{"x": 10, "y": 20, "label": True}]},
+    ):
+        r = client.post(f"/api/sessions/{sid}/gesture", json={"gesture": gesture, "intent": "sketch"})
+        assert_error(r, 422, "validation_error")

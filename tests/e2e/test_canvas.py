@@ -17,82 +17,23 @@ import httpx
 import pytest
 
 from tests.e2e.live import SPOKEN, LiveServer
+from tests.e2e.pages import (
+    DATA,
+    DOG,
+    DOG_BODY,
+    SKY,
+    TURN_TIMEOUT_MS,
+    canvas_pixel,
+    client_point,
+    expected_image_point,
+    open_image,
+    select_dog,
+    send,
+    server_session,
+    wait_idle,
+)
 
 pytestmark = pytest.mark.e2e
-
-DATA = Path(__file__).resolve().parents[1] / "data"
-DOG = (250.0, 276.0)  # a pixel of the dog in dog_on_bench.png (inside dog_on_bench_mask.png)
-DOG_BODY = (240.0, 330.0)  # another pixel of the dog, away from the click's marker
-SKY = (60.0, 40.0)  # a pixel of the sky, far from the dog
-TURN_TIMEOUT_MS = 240_000  # a chat turn loads the embedded LLM and the tools on first use
-
-
-# ---- helpers ----------------------------------------------------------------------------
-
-
-def open_image(page: Any, name: str) -> str:
-    """Open a fixture photo with the Open button's file input; returns its artifact path."""
-    before = page.evaluate("window.igpt.state.image && window.igpt.state.image.path")
-    page.set_input_files("#file-input", str(DATA / name))
-    page.wait_for_function(
-        "([before, stem]) => { const i = window.igpt.state.image; "
-        "return i && i.path !== before && i.path.includes(stem) && window.igpt.state.shown.image === i.path; }",
-        arg=[before, Path(name).stem],
-    )
-    return str(page.evaluate("window.igpt.state.image.path"))
-
-
-def client_point(page: Any, x: float, y: float) -> tuple[float, float]:
-    """Where image pixel (x, y) is on the page now (CSS pixels)."""
-    cx, cy = page.evaluate("([x, y]) => window.igpt.stage.imageToClient(x, y)", [x, y])
-    return float(cx), float(cy)
-
-
-def expected_image_point(page: Any, cx: float, cy: float) -> tuple[float, float]:
-    """The image pixel under client point (cx, cy), from the stage's current view."""
-    view = page.evaluate(
-        "(() => { const r = window.igpt.stage.canvas.getBoundingClientRect(); const v = window.igpt.stage.view;"
-        " return {left: r.left, top: r.top, scale: v.scale, x: v.x, y: v.y}; })()"
-    )
-    return (cx - view["left"] - view["x"]) / view["scale"], (cy - view["top"] - view["y"]) / view["scale"]
-
-
-def canvas_pixel(page: Any, x: float, y: float) -> list[int]:
-    """RGBA of the stage canvas where image pixel (x, y) is drawn."""
-    return list(
-        page.evaluate(
-            """([x, y]) => { const s = window.igpt.stage; const dpr = window.devicePixelRatio || 1;
-               const dx = (s.view.x + x * s.view.scale) * dpr, dy = (s.view.y + y * s.view.scale) * dpr;
-               return Array.from(s.ctx.getImageData(Math.floor(dx), Math.floor(dy), 1, 1).data); }""",
-            [x, y],
-        )
-    )
-
-
-def wait_idle(page: Any, timeout: float = 60_000) -> None:
-    page.wait_for_function("window.igpt.state.busy === 0 && window.igpt.state.turn === null", timeout=timeout)
-
-
-def select_dog(page: Any) -> dict[str, Any]:
-    """Click on the dog; returns the gesture request body the page sent."""
-    x, y = client_point(page, *DOG)
-    with page.expect_request(lambda r: r.url.endswith("/gesture") and r.method == "POST") as request:
-        page.mouse.click(x, y)
-    body: dict[str, Any] = request.value.post_data_json
-    page.wait_for_function("window.igpt.state.shown.mask !== null", timeout=60_000)
-    wait_idle(page)
-    return body
-
-
-def server_session(server: LiveServer, page: Any) -> dict[str, Any]:
-    session = page.evaluate("window.igpt.state.session")
-    result: dict[str, Any] = httpx.get(f"{server.url}/api/sessions/{session}").json()
-    return result
-
-
-def send(page: Any, text: str) -> None:
-    page.fill("#input", text)
-    page.press("#input", "Enter")
 
 
 # ---- pure modules, run in the browser ----------------------------------------------------
@@ -186,11 +127,14 @@ def test_an_opened_image_fits_the_view_and_joins_the_strip(page: Any, shot: Any)
     path = open_image(page, "dog_on_bench.png")
 
     view = page.evaluate(
-        "(() => { const s = window.igpt.stage; return {v: s.view, w: s.cssW, h: s.cssH, size: s.size}; })()"
+        "(() => { const s = window.igpt.stage;"
+        " return {v: s.view, w: s.cssW, h: s.cssH, size: s.size, i: s.insets}; })()"
     )
-    scale, w, h = view["v"]["scale"], view["w"], view["h"]
+    scale, w = view["v"]["scale"], view["w"]
+    h = view["h"] - view["i"]["top"] - view["i"]["bottom"]  # clear of the hint and the selection bar
     assert view["size"] == {"width": 512, "height": 512}
     assert 512 * scale <= min(w, h) and 512 * scale >= min(w, h) - 2 * 24 - 1  # fits, with the padding
+    assert view["v"]["y"] >= view["i"]["top"] and view["v"]["y"] + 512 * scale <= view["h"] - view["i"]["bottom"]
     assert view["v"]["x"] == pytest.approx((w - 512 * scale) / 2)  # centred
     thumbs = page.locator(".strip .thumb")
     assert thumbs.count() == 1
@@ -321,27 +265,25 @@ def test_a_brush_stroke_is_sent_in_image_pixels_with_its_width(page: Any) -> Non
     assert gesture["points"][-1] == pytest.approx([280, 300], abs=1e-6)
 
 
-def test_undo_and_clear(page: Any, live_server: LiveServer) -> None:
+def test_an_alt_click_leaves_a_part_out_and_escape_clears(page: Any, live_server: LiveServer) -> None:
     open_image(page, "dog_on_bench.png")
     select_dog(page)
+    first = server_session(live_server, page)["active_mask"]
     x, y = client_point(page, 250, 450)  # the tail: leave it out
     with page.expect_request(lambda r: r.url.endswith("/gesture")) as request:
-        page.keyboard.down("Shift")
+        page.keyboard.down("Alt")
         page.mouse.click(x, y)
-        page.keyboard.up("Shift")
-    assert [p["label"] for p in request.value.post_data_json["gesture"]["points"]] == [1, 0]
+        page.keyboard.up("Alt")
+    body = request.value.post_data_json
+    assert [p["label"] for p in body["gesture"]["points"]] == [1, 0]  # the same object, refined
+    assert body["add"] is False
     wait_idle(page)
     refined = server_session(live_server, page)["active_mask"]
+    assert refined is not None and refined != first
 
-    page.click("#undo-btn")
+    page.keyboard.press("Escape")
     wait_idle(page)
-    assert page.evaluate("window.igpt.state.marks.points.length") == 1
-    first = server_session(live_server, page)["active_mask"]
-    assert first is not None and first != refined  # the selection before the exclude click
-
-    page.click("#clear-btn")
-    wait_idle(page)
-    assert page.evaluate("window.igpt.state.marks.points.length") == 0
+    assert page.evaluate("window.igpt.state.marks.gestures.length") == 0
     assert server_session(live_server, page)["active_mask"] is None
     assert page.evaluate("window.igpt.state.shown.mask") is None
 
@@ -386,7 +328,7 @@ def test_two_fingers_pinch_to_zoom_around_the_point_between_them(browser: Any, l
         page.wait_for_function("(s) => window.igpt.stage.view.scale > 2 * s", arg=scale_before)
         x, y = expected_image_point(page, cx, cy)
         assert abs(x - 256) < 2 and abs(y - 256) < 2  # the pinched point stayed under the fingers
-        assert page.evaluate("window.igpt.state.marks.points.length") == 0  # a pinch is not a click
+        assert page.evaluate("window.igpt.state.marks.gestures.length") == 0  # a pinch is not a click
     finally:
         context.close()
 

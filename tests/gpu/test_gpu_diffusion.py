@@ -61,7 +61,7 @@ def test_inpainting_runs_in_fp16_on_the_gpu_and_keeps_the_outside(ctx: StoreTool
     (info,) = ctx.pool.describe()
     assert (info.key, info.device, info.dtype) == (POOL_KEY, "cuda:0", "fp16")
     with ctx.pool.use(POOL_KEY, _never, backend="sd-inpaint") as pipe:
-        assert pipe.unet.dtype == torch.float16 and pipe.unet.device.type == "cuda"
+        assert pipe.obj.unet.dtype == torch.float16 and pipe.obj.unet.device.type == "cuda"
 
 
 def test_bf16_when_the_settings_ask_for_it(tmp_path: Path, model_dir: Path) -> None:
@@ -70,7 +70,7 @@ def test_bf16_when_the_settings_ask_for_it(tmp_path: Path, model_dir: Path) -> N
     mask = read_image_rgb(DATA / "dog_on_bench_mask.png")[..., 0] > 127
     SdInpaintBackend(steps=2).inpaint(ctx, image, mask)
     with ctx.pool.use(POOL_KEY, _never, backend="sd-inpaint") as pipe:
-        assert pipe.unet.dtype == torch.bfloat16
+        assert pipe.obj.unet.dtype == torch.bfloat16
     ctx.store.close()
 
 
@@ -89,8 +89,8 @@ def test_controlnets_share_the_base_pipeline_on_the_gpu(ctx: StoreToolContext) -
         ctx.pool.use(BASE_KEY, _never, backend="sd-controlnet") as base,
         ctx.pool.use("generate.controlnet.hed", _never, backend="sd-controlnet") as hed,
     ):
-        pipe = controlnet_pipeline(base, hed)
-        assert pipe.unet is base.unet and pipe.controlnet.device.type == "cuda"
+        pipe = controlnet_pipeline(base.obj, hed.obj)
+        assert pipe.unet is base.obj.unet and pipe.controlnet.device.type == "cuda"
 
 
 def _fill_gpu() -> list[torch.Tensor]:

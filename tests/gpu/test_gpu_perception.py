@@ -57,11 +57,40 @@ def test_sam_runs_on_the_gpu_with_a_bf16_encoder(tmp_path: Path) -> None:
     (info,) = ctx.pool.describe()
     expected = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     assert (info.device, info.placement, info.dtype) == ("cuda:0", "cuda:0", expected)
-    with ctx.pool.use(info.key, lambda d: None, backend="sam") as model:
-        assert next(model.sam.image_encoder.parameters()).dtype != torch.float32
-        assert next(model.sam.mask_decoder.parameters()).dtype == torch.float32
-        assert next(model.sam.parameters()).is_cuda
-    assert backend.cache.misses == 1 and next(iter(backend.cache._items.values())).features.device.type == "cpu"
+    model = ctx.pool.loaded(info.key)
+    assert model is not None and model.device == "cuda:0"
+    sam = model.obj.model
+    assert next(sam.image_encoder.parameters()).dtype != torch.float32
+    assert next(sam.mask_decoder.parameters()).dtype == torch.float32
+    assert next(sam.parameters()).is_cuda
+    cached = next(iter(backend.cache._items.values()))
+    assert backend.cache.misses == 1 and cached.state["features"].device.type == "cpu"
+
+
+def test_sam2_runs_on_the_gpu_with_a_half_precision_encoder(tmp_path: Path) -> None:
+    import json
+
+    from igpt_tools.sam2 import CONFIG_FILE, TINY_SAM2, Sam2Config, Sam2SegmentBackend, build_sam2_model
+
+    folder = tmp_path / "models" / "sam2"
+    folder.mkdir(parents=True)
+    torch.save({"model": build_sam2_model(Sam2Config.model_validate(TINY_SAM2)).state_dict()}, folder / "sam2_tiny.pt")
+    (folder / CONFIG_FILE).write_text(json.dumps(TINY_SAM2), encoding="utf-8")
+    ctx = make_ctx(tmp_path, model_dir=tmp_path / "models", devices={"sam2": "cuda:0"})
+    path, image = add_image(ctx, "dog_on_bench.png")
+    backend = Sam2SegmentBackend()
+    mask = backend.segment(ctx, path, image, Click(points=[ClickPoint(x=300, y=420)]))
+    again = backend.segment(ctx, path, image, Click(points=[ClickPoint(x=300, y=420)]))
+    assert mask.shape == image.shape[:2] and np.array_equal(mask, again)
+    (info,) = ctx.pool.describe()
+    expected = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    assert (info.key, info.device, info.placement, info.dtype) == ("sam2.tiny", "cuda:0", "cuda:0", expected)
+    model = ctx.pool.loaded("sam2.tiny")
+    assert model is not None
+    assert next(model.obj.model.image_encoder.parameters()).dtype != torch.float32
+    assert next(model.obj.model.sam_mask_decoder.parameters()).dtype == torch.float32
+    cached = next(iter(backend.cache._items.values()))
+    assert backend.cache.misses == 1 and cached.state["image_embed"].device.type == "cpu"
 
 
 def test_the_pool_offloads_real_weights_to_the_cpu_and_back(tmp_path: Path) -> None:

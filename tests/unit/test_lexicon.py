@@ -163,3 +163,46 @@ def test_every_intent_names_tools() -> None:
 def test_a_huge_message_parses_quickly_enough_to_refuse_politely() -> None:
     parsed = parse_request("remove it " * 2000)
     assert parsed.intent is Intent.REMOVE and parsed.words == 4000
+
+
+# ---- the vocabulary built from the registry's tools and WordNet ---------------------------
+
+
+def test_every_declared_wordnet_sense_is_in_the_shipped_file() -> None:
+    from igpt_server.controller.wordnet import declared_senses, missing_senses
+
+    assert missing_senses(declared_senses()) == []  # else: python -m igpt_server.controller.wordnet
+
+
+def test_wordnet_senses_widen_the_words_of_a_tool() -> None:
+    from igpt_server.controller.lexicon import Vocabulary
+    from igpt_server.controller.wordnet import lemmas
+    from igpt_server.tooling.interface import ToolWords
+
+    assert lemmas("erase.v.02") == ("erase", "rub out", "score out", "efface", "wipe off")
+    vocabulary = Vocabulary.of([("move", ToolWords(verbs=("move",), senses=("shift.v.02",)), [])])
+    parsed = parse_request("reposition the dog", vocabulary.tool_rules, vocabulary.values, vocabulary.verb_rules)
+    assert parsed.intents[0].tool == "move" and parsed.intents[0].phrase == "reposition"
+
+
+@pytest.mark.parametrize(
+    ("message", "scope", "kept"),
+    [
+        ("erase everything but the dog", "complement", "dog"),
+        ("blur everything except the red car", "complement", "red car"),
+        ("blur the background", "complement", None),
+        ("keep only the dog", "keep_only", "dog"),
+        ("remove the dog", None, "dog"),
+    ],
+)
+def test_scope_words_name_the_complement_and_what_is_kept(message: str, scope: str | None, kept: str | None) -> None:
+    parsed = parse_request(message)
+    assert (parsed.scope, parsed.object_phrase) == (scope, kept)
+
+
+@pytest.mark.parametrize(
+    ("message", "negated"),
+    [("don't remove the dog", True), ("do not erase it", True), ("never delete this", True), ("remove the dog", False)],
+)
+def test_a_negated_verb_is_seen(message: str, negated: bool) -> None:
+    assert parse_request(message).negated is negated

@@ -1,5 +1,7 @@
 """The model pool: lazy shared loading, devices and dtypes from settings, per-model locks,
-LRU eviction under a memory budget (offload to the CPU, then unload), out-of-memory recovery.
+LRU eviction under a memory budget (offload to the CPU, then unload), the one out-of-memory
+policy (free and evict, retry once, shrink the work, then a clear 503) and the one model
+wrapper (:class:`PooledModule`).
 
 Models here are small real torch modules. No GPU is visible in CI, so the offload tests use
 :class:`Parked`, a real module whose ``to()`` only records where the pool sends it (a module
@@ -10,13 +12,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 
 from igpt_server.errors import ServiceUnavailable
-from igpt_server.models.pool import MiB, ModelPool, family_of, model_memory_bytes
+from igpt_server.models.pool import MiB, ModelPool, OutOfMemory, PooledModule, Shrink, family_of, model_memory_bytes
 from igpt_server.settings import PoolSettings, Settings
 
 
@@ -208,35 +211,32 @@ def test_out_of_memory_while_loading_frees_the_device_and_retries_once(tmp_path:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return Parked(device)
 
-    with pool.use("sam.m", flaky, backend="x", device="cuda:0"):
-        pass
+    assert pool.run("sam.m", flaky, lambda model: "segmented", backend="x", device="cuda:0") == "segmented"
     assert len(attempts) == 2
     assert states(pool) == {"ground.m": "offloaded", "sam.m": "loaded"}  # the idle model made room
 
 
-def test_out_of_memory_twice_is_a_503_and_the_pool_stays_usable(tmp_path: Path) -> None:
+def test_out_of_memory_on_every_load_is_a_503_and_the_pool_stays_usable(tmp_path: Path) -> None:
     pool = ModelPool(settings(tmp_path))
 
     def too_big(device: str) -> Parked:
         raise torch.cuda.OutOfMemoryError("CUDA out of memory")
 
-    with (
-        pytest.raises(ServiceUnavailable, match=r"no room for model 'sam\.big'") as caught,
-        pool.use("sam.big", too_big, backend="x", device="cuda:0"),
-    ):
-        pass
+    with pytest.raises(OutOfMemory, match=r"out of memory for model 'sam\.big' even after evicting") as caught:
+        pool.run("sam.big", too_big, lambda model: None, backend="x", device="cuda:0")
     assert caught.value.code == "out_of_memory" and caught.value.status == 503
+    assert isinstance(caught.value, ServiceUnavailable) and caught.value.retry_after > 0
     assert states(pool) == {"sam.big": "unloaded"}
     with pool.use("sam.big", Parked, backend="x", device="cuda:0") as model:
         assert isinstance(model, Parked)
 
 
-def test_out_of_memory_inside_a_request_evicts_idle_models_and_is_a_503(tmp_path: Path) -> None:
+def test_a_bare_use_block_out_of_memory_evicts_idle_models_and_is_a_503(tmp_path: Path) -> None:
     pool = ModelPool(settings(tmp_path, pool=PoolSettings(gpu_budget_mb=100)))
     with pool.use("ground.m", Parked, backend="x", device="cuda:0"):
         pass
     with (
-        pytest.raises(ServiceUnavailable, match=r"ran out of memory while running model 'sam\.m'"),
+        pytest.raises(OutOfMemory, match=r"ran out of memory while running model 'sam\.m'"),
         pool.use("sam.m", Parked, backend="x", device="cuda:0"),
     ):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory")
@@ -244,6 +244,125 @@ def test_out_of_memory_inside_a_request_evicts_idle_models_and_is_a_503(tmp_path
     assert not {m.key: m.in_use for m in pool.describe()}["sam.m"]
     with pool.use("sam.m", Parked, backend="x", device="cuda:0"):
         pass
+
+
+class Work:
+    """Work that runs out of memory its first ``failures`` times (at any size), recording each try."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.tries: list[str] = []
+
+    def at(self, size: str) -> Callable[[object], str]:
+        def run(model: object) -> str:
+            self.tries.append(size)
+            if len(self.tries) <= self.failures:
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")
+            return f"done at {size}"
+
+        return run
+
+
+def test_the_policy_frees_the_device_and_retries_the_same_work_once(tmp_path: Path) -> None:
+    pool = ModelPool(settings(tmp_path, pool=PoolSettings(gpu_budget_mb=100)))
+    with pool.use("ground.m", Parked, backend="x", device="cuda:0"):
+        pass
+    work = Work(failures=1)
+    result = pool.run(
+        "sam.m", Parked, work.at("512"), backend="x", device="cuda:0", shrink=Shrink(work.at("384"), "smaller")
+    )
+    assert result == "done at 512" and work.tries == ["512", "512"]
+    assert states(pool) == {"ground.m": "offloaded", "sam.m": "loaded"}  # evicted before the retry
+
+
+def test_then_it_shrinks_the_work_where_the_tool_allows(tmp_path: Path) -> None:
+    pool = ModelPool(settings(tmp_path))
+    work = Work(failures=2)
+    shrink = Shrink(work.at("384"), "at 384 px instead of 512 px")
+    assert pool.run("sam.m", Parked, work.at("512"), backend="x", device="cuda:0", shrink=shrink) == "done at 384"
+    assert work.tries == ["512", "512", "384"]
+    assert {m.key: m.loads for m in pool.describe()} == {"sam.m": 1}  # the model stayed loaded throughout
+
+
+def test_then_a_clear_503_says_what_was_tried_and_the_pool_stays_usable(tmp_path: Path) -> None:
+    pool = ModelPool(settings(tmp_path))
+    work = Work(failures=3)
+    shrink = Shrink(work.at("384"), "at 384 px instead of 512 px")
+    with pytest.raises(OutOfMemory) as caught:
+        pool.run("inpaint.sd", Parked, work.at("512"), backend="x", device="cuda:0", shrink=shrink)
+    error = caught.value
+    assert error.status == 503 and error.code == "out_of_memory"
+    assert "at 384 px instead of 512 px" in error.message and "IGPT_DEVICES=inpaint=" in error.message
+    assert error.detail["tried"] == ["after freeing the device", "at 384 px instead of 512 px"]
+    assert work.tries == ["512", "512", "384"]
+    assert states(pool) == {"inpaint.sd": "loaded"} and not pool.describe()[0].in_use
+    assert pool.run("inpaint.sd", Parked, work.at("512"), backend="x", device="cuda:0") == "done at 512"
+
+
+def test_without_a_way_to_shrink_the_second_failure_is_the_503(tmp_path: Path) -> None:
+    pool = ModelPool(settings(tmp_path))
+    work = Work(failures=2)
+    with pytest.raises(OutOfMemory, match="after freeing the device"):
+        pool.run("vqa.m", Parked, work.at("full"), backend="x", device="cuda:0")
+    assert work.tries == ["full", "full"]
+
+
+def test_other_errors_pass_through_the_policy_untouched_and_are_not_retried(tmp_path: Path) -> None:
+    pool = ModelPool(settings(tmp_path))
+    tries: list[int] = []
+
+    def broken(model: object) -> None:
+        tries.append(1)
+        raise ValueError("the mask is empty")
+
+    with pytest.raises(ValueError, match="the mask is empty"):
+        pool.run("sam.m", Parked, broken, backend="x", device="cuda:0", shrink=Shrink(broken, "smaller"))
+    assert tries == [1]
+
+
+# the one model wrapper ----------------------------------------------------------------------
+
+
+def test_a_pooled_module_is_yielded_as_it_is_and_counts_its_modules_weights(tmp_path: Path) -> None:
+    pool = ModelPool(settings(tmp_path))
+    shared = megabyte_module(0.5)
+    predictor = {"network": shared}  # a library object that is not a module itself
+    wrapped = PooledModule(predictor, [shared, torch.nn.Sequential(shared)], device="cpu", dtype="bf16")
+    with pool.use("sam.m", lambda d: wrapped, backend="sam", device="cpu") as model:
+        assert model is wrapped and model.obj is predictor
+    (info,) = pool.describe()
+    assert info.memory_bytes == 0.5 * MiB  # a tensor shared by two modules counts once
+    assert info.dtype == "bf16"  # the wrapper's dtype when the caller names none
+    assert pool.loaded("sam.m") is wrapped and pool.loaded("vqa.none") is None
+
+
+def test_offloading_moves_the_modules_and_tells_the_library_object(tmp_path: Path) -> None:
+    pool = ModelPool(settings(tmp_path, pool=PoolSettings(gpu_budget_mb=1.5, offload_mb=4)))
+    moves: list[str] = []
+
+    def load(device: str) -> PooledModule[list[str]]:
+        return PooledModule(moves, [Parked(device)], device=device, on_move=lambda obj, d: obj.append(d))
+
+    with pool.use("sam.m", load, backend="x", device="cuda:0"):
+        pass
+    with pool.use("ground.m", Parked, backend="x", device="cuda:0"):
+        pass
+    assert states(pool) == {"sam.m": "offloaded", "ground.m": "loaded"} and moves == ["cpu"]
+    wrapped = pool.loaded("sam.m")
+    assert wrapped is not None and wrapped.device == "cpu" and wrapped.modules[0].moves == ["cuda:0", "cpu"]
+    with pool.use("sam.m", load, backend="x", device="cuda:0"):
+        pass
+    assert moves == ["cpu", "cuda:0"]
+
+
+def test_a_model_without_torch_weights_is_unloaded_rather_than_offloaded(tmp_path: Path) -> None:
+    pool = ModelPool(settings(tmp_path))
+    with pool.use("speech.ct2", lambda d: PooledModule(object(), [], device=d), backend="x", device="cuda:0"):
+        pass
+    with pool.use("ground.m", Parked, backend="x", device="cuda:0"):
+        pass
+    assert pool.free("cuda:0") == 2
+    assert states(pool) == {"speech.ct2": "unloaded", "ground.m": "offloaded"}
 
 
 def test_a_failing_loader_leaves_the_model_unloaded_and_is_tried_again(tmp_path: Path) -> None:

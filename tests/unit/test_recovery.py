@@ -193,7 +193,7 @@ def test_sizes_must_match(rig: Rig) -> None:
 def test_nothing_selected_asks_to_point(rig: Rig) -> None:
     sid, _, _ = rig.session_with()
     fixed = correct(rig, sid, "remove", {}, "remove it")
-    assert fixed.problem is not None and "click, box or brush" in fixed.problem
+    assert fixed.problem is not None and "Click it" in fixed.problem and fixed.problem.endswith("again.")
 
 
 def test_no_image_asks_for_an_upload(rig: Rig) -> None:
