@@ -3,6 +3,8 @@
  * (OCR text, selections) and errors in the server's words.
  */
 
+import { videoElement } from "./video.js";
+
 export class ChatLog {
   /** `onOpenImage(artifact)` is called when a result image in the log is clicked. */
   constructor(element, onOpenImage) {
@@ -101,10 +103,14 @@ export class ChatLog {
   }
 
   _images(div, artifacts) {
-    const images = (artifacts || []).filter((a) => ["image", "sketch", "material"].includes(a.kind));
+    const images = (artifacts || []).filter((a) => ["image", "sketch", "material", "video"].includes(a.kind));
     if (!images.length) return;
     const row = el("div", "images");
     for (const artifact of images) {
+      if (artifact.kind === "video") {
+        row.append(videoElement(artifact)); // a clip made by a tool (track, highlight, narrate) plays here
+        continue;
+      }
       const img = document.createElement("img");
       img.src = artifact.url;
       img.alt = artifact.path;

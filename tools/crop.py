@@ -21,7 +21,6 @@ import math
 import numpy as np
 from pydantic import Field, field_validator
 
-from igpt_server.errors import InvalidInput
 from igpt_server.perception import geometry
 from igpt_server.store import ArtifactKind
 from igpt_server.tooling import progress
@@ -36,6 +35,7 @@ from igpt_server.tooling.interface import (
     ToolWords,
 )
 from igpt_tools.extract import OpenCvBackend
+from igpt_tools.selection import active_selection
 
 FloatBox = tuple[float, float, float, float]
 
@@ -145,14 +145,3 @@ class CropTool(Tool):
         )
         data = {"box": [x0, y0, x1, y1], "width": w, "height": h, "aspect_met": aspect_met, "mask_path": mask_path}
         return ToolOutput(text=text, artifacts=[new, kept], data=data)
-
-
-def active_selection(ctx: ToolContext, image_path: str) -> str:
-    """The active selection's path when it is a mask of ``image_path``; otherwise a 422 with the fix."""
-    active = ctx.state().active_mask
-    if active is None or ctx.artifact(active).parent != image_path:
-        raise InvalidInput(
-            f"no object is selected on {image_path}; select it first (click it) or give mask_path",
-            code="no_selection",
-        )
-    return active

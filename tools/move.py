@@ -30,6 +30,7 @@ from igpt_server.tooling.interface import (
 )
 from igpt_tools.compose import blend_feather, soft_alpha
 from igpt_tools.remove import OpenCvInpaintBackend
+from igpt_tools.selection import active_selection
 
 MAX_SHIFT = 100_000.0
 
@@ -97,7 +98,7 @@ class MoveTool(Tool):
     gestures = ("drag",)
 
     def run(self, args: MoveArgs, ctx: ToolContext, backend: OpenCvInpaintBackend) -> ToolOutput:
-        mask_path = args.mask_path or _active_selection(ctx, args.image_path)
+        mask_path = args.mask_path or active_selection(ctx, args.image_path)
         image = ctx.read_image(args.image_path)
         mask = ctx.read_mask(mask_path)
         geometry.check_mask_for(image, mask, args.image_path, mask_path)
@@ -132,13 +133,3 @@ class MoveTool(Tool):
         )
         data = {**move, "centre_from": before, "centre_to": after, "moved_box": geometry.mask_bbox(target)}
         return ToolOutput(text=text, artifacts=[new, selection], data=data)
-
-
-def _active_selection(ctx: ToolContext, image_path: str) -> str:
-    active = ctx.state().active_mask
-    if active is None or ctx.artifact(active).parent != image_path:
-        raise InvalidInput(
-            f"no object is selected on {image_path}; select it first (click it) or give mask_path",
-            code="no_selection",
-        )
-    return active

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
+from igpt_server.errors import InvalidInput
 from igpt_server.models.pool import ModelPool, PooledModule, Shrink
 from igpt_server.perception.geometry import box_mask, gesture_region
 from igpt_server.perception.gestures import Box, Click, Stroke, check_inside
@@ -189,7 +190,7 @@ class OcrTool(Tool):
     def run(self, args: OcrArgs, ctx: ToolContext, backend: EasyOcrBackend) -> ToolOutput:
         artifact = ctx.artifact(args.image_path)
         width, height = artifact.width or 0, artifact.height or 0
-        region = self._region(args, ctx, width, height)
+        region = touch_region(ctx, args.region, args.mask_path, height, width)
         words = backend.read(ctx, args.image_path)
         if region is not None:
             words = words_touching(words, region)
@@ -198,20 +199,26 @@ class OcrTool(Tool):
         summary = f'Text {where}: "{text}"' if text else f"No text found {where}."
         return ToolOutput(text=summary, data={"text": text, "words": [w.model_dump() for w in words]})
 
-    @staticmethod
-    def _region(args: OcrArgs, ctx: ToolContext, width: int, height: int) -> np.ndarray | None:
-        region = None
-        if args.region is not None:
-            check_inside(args.region, width, height)
-            region = gesture_region(args.region, height, width)
-        if args.mask_path is not None:
-            mask = ctx.read_mask(args.mask_path)
-            if mask.shape != (height, width):
-                from igpt_server.errors import InvalidInput
 
-                raise InvalidInput(
-                    f"mask {args.mask_path!r} is {mask.shape[1]}x{mask.shape[0]} but the image is "
-                    f"{width}x{height}; use a mask made for this image"
-                )
-            region = mask if region is None else region | mask
-        return region
+def touch_region(ctx: ToolContext, gesture: Any, mask_path: str | None, height: int, width: int) -> np.ndarray | None:
+    """HxW bool of what words must touch to count: the gesture's area united with the mask, or
+    None (every word) when neither is given. A mask of another size, or an empty one, is a 422."""
+    region = None
+    if gesture is not None:
+        check_inside(gesture, width, height)
+        region = gesture_region(gesture, height, width)
+    if mask_path is not None:
+        mask = ctx.read_mask(mask_path)
+        if mask.shape != (height, width):
+            raise InvalidInput(
+                f"mask {mask_path!r} is {mask.shape[1]}x{mask.shape[0]} but the image is "
+                f"{width}x{height}; use a mask made for this image",
+                code="mask_size_mismatch",
+            )
+        if not mask.any():
+            raise InvalidInput(
+                f"mask {mask_path!r} selects nothing; brush over the text, or leave mask_path out to read all text",
+                code="empty_mask",
+            )
+        region = mask if region is None else region | mask
+    return region

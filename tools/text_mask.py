@@ -24,8 +24,7 @@ import numpy as np
 from pydantic import Field
 
 from igpt_server.errors import InvalidInput
-from igpt_server.perception.geometry import gesture_region
-from igpt_server.perception.gestures import Box, Click, Stroke, check_inside
+from igpt_server.perception.gestures import Box, Click, Stroke
 from igpt_server.store import ArtifactKind
 from igpt_server.tooling import progress
 from igpt_server.tooling.interface import (
@@ -38,7 +37,7 @@ from igpt_server.tooling.interface import (
     ToolOutput,
     ToolWords,
 )
-from igpt_tools.ocr import EasyOcrBackend, Word
+from igpt_tools.ocr import EasyOcrBackend, Word, touch_region
 
 #: growth of each word's quad, as a fraction of its text height
 GROW = 0.1
@@ -137,7 +136,7 @@ class TextMaskTool(Tool):
                 "a side); select what to change with a click, box or brush instead",
                 code="image_too_small",
             )
-        touching = self._region(args, ctx, height, width)
+        touching = touch_region(ctx, args.region, args.mask_path, height, width)
         progress.check_cancelled()
         words = backend.read(ctx, args.image_path)
         mask, kept = word_masks(words, height, width, touching)
@@ -150,30 +149,6 @@ class TextMaskTool(Tool):
         )
         data = {"text": text, "words": [w.model_dump() for w in kept], "area": int(mask.sum())}
         return ToolOutput(text=summary, artifacts=[new], data=data)
-
-    @staticmethod
-    def _region(args: TextMaskArgs, ctx: ToolContext, height: int, width: int) -> np.ndarray | None:
-        """HxW bool of what the words must touch (mask and region united), or None for all."""
-        region = None
-        if args.region is not None:
-            check_inside(args.region, width, height)
-            region = gesture_region(args.region, height, width)
-        if args.mask_path is not None:
-            mask = ctx.read_mask(args.mask_path)
-            if mask.shape != (height, width):
-                raise InvalidInput(
-                    f"mask {args.mask_path!r} is {mask.shape[1]}x{mask.shape[0]} but the image is "
-                    f"{width}x{height}; use a mask made for this image",
-                    code="mask_size_mismatch",
-                )
-            if not mask.any():
-                raise InvalidInput(
-                    f"mask {args.mask_path!r} selects nothing; brush over the text, or leave mask_path out "
-                    "to select all text",
-                    code="empty_mask",
-                )
-            region = mask if region is None else region | mask
-        return region
 
     @staticmethod
     def _nothing_found(in_region: bool, found_elsewhere: int) -> str:

@@ -35,6 +35,7 @@ from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from igpt_server.api.deps import ServicesDep
+from igpt_server.api.errors import error_body, scrubbed
 from igpt_server.api.schemas import ArtifactOut, Strict
 from igpt_server.controller import ChatStep, ChatTurn, Controller
 from igpt_server.perception.gestures import Gesture
@@ -113,8 +114,7 @@ def _turn(
             for event in controller.chat_events(session_id, body.message, body.gesture):
                 events.put(event)
     except Exception as exc:  # the check failed after the stream started (the session was deleted)
-        error = getattr(exc, "to_json", None)
-        events.put(("error", error() if error else {"error": {"code": "internal_error", "message": str(exc)}}))
+        events.put(("error", error_body(exc)))
         events.put(("done", {}))
     finally:
         events.put(None)
@@ -142,6 +142,8 @@ async def _sse(
             event, data = item
             if event == "reply":
                 data = ChatOut.of(session_id, ChatTurn.model_validate(data)).model_dump(mode="json")
+            elif event == "error":
+                data = scrubbed(data)
             yield f"event: {event}\ndata: {json.dumps(data)}\n\n"
     finally:
         if not finished:

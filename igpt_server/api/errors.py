@@ -15,6 +15,7 @@ never held whole in memory or on disk.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -115,6 +116,22 @@ async def send_error(
 ) -> None:
     """Answer an ASGI request with ``exc`` in the error shape (for middlewares)."""
     await igpt_error_response(exc, headers)(scope, receive, send)
+
+
+def scrubbed(value: Any) -> Any:
+    """``value`` (text, or JSON-like data) with the server's own paths hidden (see :class:`PathScrubber`)."""
+    return _scrubber.any(value)
+
+
+def error_body(exc: BaseException) -> dict[str, Any]:
+    """The error shape for ``exc`` outside a response (an SSE ``error`` event): an
+    :class:`IgptError` with server paths scrubbed, anything else logged and shown only by its
+    request id."""
+    if isinstance(exc, IgptError):
+        message, detail = _scrubber.text(exc.message), _scrubber.any(exc.detail)
+        return {"error": {"code": exc.code, "message": message, "detail": detail}}
+    log.error("unhandled error", exc_info=exc)
+    return json.loads(bytes(internal_error_response().body))
 
 
 def internal_error_response() -> JSONResponse:

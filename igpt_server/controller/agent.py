@@ -65,6 +65,7 @@ from langgraph.errors import GraphRecursionError
 from pydantic import BaseModel, ConfigDict, Field
 
 from igpt_prompts import load_prompt
+from igpt_server import logs
 from igpt_server.controller.lexicon import Intent
 from igpt_server.controller.llm import ChatLLM, LLMUnavailable, make_llm
 from igpt_server.controller.memory import bounded_history, compatible
@@ -303,10 +304,11 @@ class Controller:
             yield from self._run(session_id, message, gesture)
         except IgptError as exc:
             yield "error", exc.to_json()
-        except Exception as exc:  # a bug: report it in the stream instead of cutting it
+        except Exception:  # a bug: report it in the stream instead of cutting it
             log.exception("chat turn failed")
-            error = {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}", "detail": None}
-            yield "error", {"error": error}
+            rid = logs.request_id.get() or "-"
+            message = f"the turn failed with an internal error (request id {rid}); the server log has the details"
+            yield "error", {"error": {"code": "internal_error", "message": message, "detail": {"request_id": rid}}}
         yield "done", {}
 
     def _run(self, session_id: str, message: str, gesture: GestureModel | None) -> Iterator[Event]:

@@ -81,7 +81,7 @@ def _decode_stream(container: Any, stream: Any, max_seconds: float) -> np.ndarra
     limit = int(max_seconds * SAMPLE_RATE)
     chunks: list[np.ndarray] = []
     total = 0
-    for frame in _frames(container, stream):
+    for frame in decoded_frames(container, stream):
         frame.pts = None  # resample by sample count; broken timestamps must not matter
         for out in resampler.resample(frame):
             chunk = out.to_ndarray().reshape(-1)
@@ -98,7 +98,7 @@ def _decode_stream(container: Any, stream: Any, max_seconds: float) -> np.ndarra
     return np.clip(audio.astype(np.float32, copy=False), -1.0, 1.0)
 
 
-def _frames(container: Any, stream: Any) -> Iterator[Any]:
+def decoded_frames(container: Any, stream: Any) -> Iterator[Any]:
     """Decoded frames; a packet with invalid data is skipped (a truncated tail shows as a short clip)."""
     import av
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.pages import TURN_TIMEOUT_MS, send
+
 DATA = Path(__file__).resolve().parents[1] / "data"
 
 pytestmark = pytest.mark.e2e
@@ -35,3 +37,12 @@ def test_pausing_on_a_frame_and_clicking_selects_on_that_frame(page: Any, shot: 
     assert page.evaluate("window.igpt.stage.size") == {"width": 640, "height": 272}
     assert not player.is_visible()
     shot(page, "video-02-frame-selected")
+
+    # the done-when of the video issue: the person says it, the blurred clip comes back and plays in the chat
+    send(page, "blur him in the whole video")
+    result = page.locator(".log video.video-result").last
+    result.wait_for(state="attached", timeout=TURN_TIMEOUT_MS)
+    last = "[...document.querySelectorAll('.log video.video-result')].pop()"
+    page.wait_for_function(f"() => {last}.readyState >= 1", timeout=60_000)
+    assert page.evaluate(f"{last}.duration") > 9  # the whole clip (bikes.mp4 is 10 s), not a piece
+    shot(page, "video-03-blurred-in-chat")

@@ -31,6 +31,7 @@ import numpy as np
 
 from igpt_server.errors import InvalidInput
 from igpt_server.perception.timecode import parse_time as parse_time  # re-exported: the tools call clip.parse_time
+from igpt_server.speech.audio import decoded_frames
 from igpt_server.tooling import progress
 
 #: a cut may start this many seconds before the asked start, at a keyframe, to avoid re-encoding
@@ -117,7 +118,7 @@ def read_frames(
         stream.thread_type = "AUTO"
         if start > 0:
             container.seek(int(start / stream.time_base), stream=stream, backward=True)
-        for frame in _decoded(container, stream):
+        for frame in decoded_frames(container, stream):
             if frame.pts is None:
                 continue
             time = float(frame.pts * stream.time_base)
@@ -129,19 +130,6 @@ def read_frames(
     del av
 
 
-def _decoded(container: Any, stream: Any) -> Iterator[Any]:
-    import av
-
-    frames = container.decode(stream)
-    while True:
-        try:
-            yield next(frames)
-        except StopIteration:
-            return
-        except av.error.InvalidDataError:
-            continue
-
-
 def frame_at(file: Path, time: float, max_side: int | None = None) -> TimedFrame:
     """The frame on screen at ``time``: the last frame whose time is at or before it."""
     import av
@@ -150,7 +138,7 @@ def frame_at(file: Path, time: float, max_side: int | None = None) -> TimedFrame
     with _open(file) as container:
         stream = container.streams.video[0]
         container.seek(int(time / stream.time_base), stream=stream, backward=True)
-        for frame in _decoded(container, stream):
+        for frame in decoded_frames(container, stream):
             if frame.pts is None:
                 continue
             if float(frame.pts * stream.time_base) > time + _EPS and shown is not None:
