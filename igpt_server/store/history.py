@@ -62,52 +62,45 @@ class _Record(BaseModel):
         return self.before is not None and self.after is not None and self.before != self.after
 
 
-class ToolStep(_Record):
+class _Step(_Record):
+    """A record whose text is what the step observed (tool steps, gestures, undo, redo)."""
+
+    observation: str = ""
+
+    def text(self) -> str:
+        return self.observation
+
+
+class ToolStep(_Step):
     kind: Literal["tool_step"] = "tool_step"
     tool: str
     args: dict[str, Any] = Field(default_factory=dict)
-    observation: str = ""
     recovered: list[str] = Field(default_factory=list)
     chosen_by: str | None = None
     artifacts: list[str] = Field(default_factory=list)
     data: dict[str, Any] = Field(default_factory=dict)
     source: Literal["chat", "rest"] = "chat"
 
-    def text(self) -> str:
-        return self.observation
 
-
-class GestureStep(_Record):
+class GestureStep(_Step):
     kind: Literal["gesture"] = "gesture"
     tool: str
     intent: str
     gesture: dict[str, Any]
     args: dict[str, Any] = Field(default_factory=dict)
-    observation: str = ""
     artifacts: list[str] = Field(default_factory=list)
 
-    def text(self) -> str:
-        return self.observation
 
-
-class UndoStep(_Record):
+class UndoStep(_Step):
     kind: Literal["undo"] = "undo"
     tool: Literal["undo"] = "undo"
     undone: str  # the group undone
-    observation: str = ""
-
-    def text(self) -> str:
-        return self.observation
 
 
-class RedoStep(_Record):
+class RedoStep(_Step):
     kind: Literal["redo"] = "redo"
     tool: Literal["redo"] = "redo"
     redone: str  # the group redone
-    observation: str = ""
-
-    def text(self) -> str:
-        return self.observation
 
 
 class CaptionNote(_Record):
