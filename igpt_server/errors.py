@@ -140,3 +140,18 @@ class InsufficientStorage(IgptError):
 
     status = 507
     code = "storage_full"
+
+
+class StoreUnavailable(RetryLater, ServiceUnavailable):
+    """The shared session store (PostgreSQL or the S3 object store) cannot be reached (503).
+
+    ``detail`` is ``{"part": "database" | "object_store"}``; the message names what to check.
+    Nothing was half-written: a failed write leaves neither a row nor an object behind.
+    """
+
+    code = "store_unavailable"
+
+    def __init__(self, message: str, *, part: str, retry_after: float = 5.0, code: str | None = None) -> None:
+        super().__init__(message, code=code, detail={"part": part})
+        self.part = part
+        self.retry_after = retry_after

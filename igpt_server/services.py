@@ -22,11 +22,12 @@ from typing import Any, TypeVar
 from igpt_server.controller import Controller
 from igpt_server.errors import IgptError, NotFound
 from igpt_server.models.pool import ModelPool
+from igpt_server.models.serving import build_pool
 from igpt_server.perception.service import PerceptionService
 from igpt_server.settings import Settings
 from igpt_server.speech import SpeechRecognizer
 from igpt_server.store import SessionStore, history
-from igpt_server.store.limits import limits_from
+from igpt_server.store.factory import open_store
 from igpt_server.tooling.context import StoreToolContext
 from igpt_server.tooling.interface import Backend, Tool, UploadNote
 from igpt_server.tooling.registry import ToolRegistry
@@ -112,8 +113,8 @@ class Services:
     def build(cls, settings: Settings) -> Services:
         from igpt_tools import builtin_tools
 
-        store = SessionStore(settings.data_dir, limits_from(settings))
-        pool = ModelPool(settings)
+        store = open_store(settings)
+        pool = build_pool(settings)
         registry = ToolRegistry(builtin_tools(settings), settings)
         runner = ToolRunner(registry, store, settings, pool)
         perception = PerceptionService(store, runner)

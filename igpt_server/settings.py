@@ -139,6 +139,80 @@ def _parse_mapping(value: Any) -> Any:
     return value
 
 
+class StoreSettings(BaseModel):
+    """Where sessions live (``IGPT_STORE__BACKEND=shared``).
+
+    ``local`` (default): SQLite metadata and artifact files under ``data_dir``, for one process.
+    ``shared``: PostgreSQL metadata (``database_url``) and artifacts in an S3-compatible object
+    store (MinIO, AWS S3...), so several API replicas serve the same sessions; the per-session
+    writer lock becomes a PostgreSQL advisory lock. See the README, "Serving many users".
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["local", "shared"] = Field(
+        "local", description="local: SQLite + files in data_dir; shared: PostgreSQL + S3 (several API replicas)."
+    )
+    database_url: SecretStr | None = Field(
+        None, description="SQLAlchemy URL of the PostgreSQL database, e.g. postgresql+psycopg://igpt:pw@db:5432/igpt"
+    )
+    s3_endpoint_url: str | None = Field(
+        None, description="S3 endpoint, e.g. http://minio:9000; empty: AWS S3 of s3_region."
+    )
+    s3_bucket: str = Field("igpt-artifacts", description="Bucket of the artifacts (created when missing).")
+    s3_region: str = Field("us-east-1", description="Region of the bucket.")
+    s3_access_key_id: SecretStr | None = Field(None, description="S3 access key; empty: boto3's usual lookup.")
+    s3_secret_access_key: SecretStr | None = Field(None, description="S3 secret key; empty: boto3's usual lookup.")
+    downloads: Literal["stream", "redirect"] = Field(
+        "stream",
+        description="stream: the API streams artifact downloads from the object store; redirect: 307 to a "
+        "presigned URL of the object store (it must be reachable by the clients).",
+    )
+    presign_expiry_s: int = Field(300, gt=0, le=7 * 24 * 3600, description="Lifetime of a presigned download URL.")
+    cache_max_bytes: int | None = Field(
+        2 * 1024**3,
+        gt=0,
+        description="shared: bound of the local read-through cache of artifacts under data_dir (empty: unbounded).",
+    )
+    max_lock_connections: int = Field(
+        64, ge=1, description="shared: PostgreSQL connections that may hold session writer locks at once (per replica)."
+    )
+
+
+class DeploymentSettings(BaseModel):
+    """One model family as a Ray Serve deployment (``IGPT_RAY__DEPLOYMENTS='{"sam": {"num_gpus": 0.5}}'``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_replicas: int = Field(1, ge=1, description="Fixed replica count (ignored when max_replicas is set).")
+    min_replicas: int | None = Field(None, ge=0, description="Autoscaling lower bound (with max_replicas).")
+    max_replicas: int | None = Field(None, ge=1, description="Autoscaling upper bound; set to autoscale.")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs per replica; fractions let small models share a GPU.")
+    num_cpus: float = Field(1.0, ge=0, description="CPUs per replica.")
+    max_ongoing_requests: int = Field(4, ge=1, description="Requests one replica works on at once.")
+
+
+class RaySettings(BaseModel):
+    """The Ray cluster of ``serving = "ray"`` (``IGPT_RAY__ADDRESS=ray://head:10001``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    address: str | None = Field(
+        None, description="Ray cluster address (auto, ray://host:10001); empty: start a local Ray in this process."
+    )
+    num_cpus: int | None = Field(None, gt=0, description="CPUs of a locally started Ray (empty: all).")
+    affinity: bool = Field(
+        True, description="Route requests about the same image to the same replica, so per-image caches hit."
+    )
+    deployments: dict[str, DeploymentSettings] = Field(
+        default_factory=dict, description="Per model family (sam, ocr, edges, inpaint...); 'default' for the rest."
+    )
+
+    def deployment_for(self, family: str) -> DeploymentSettings:
+        """The deployment settings of ``family`` (its own, else 'default', else the defaults)."""
+        return self.deployments.get(family) or self.deployments.get("default") or DeploymentSettings()
+
+
 class Settings(BaseSettings):
     """Everything configurable. Paths are resolved relative to the working directory."""
 
@@ -176,6 +250,13 @@ class Settings(BaseSettings):
         "(auto: fp32 on the CPU, the model's safe half precision on a GPU).",
     )
     pool: PoolSettings = Field(default_factory=PoolSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    serving: Literal["local", "ray"] = Field(
+        "local",
+        description="local: models run in this process (the model pool); ray: each model family is a "
+        "Ray Serve deployment on the cluster of `ray`.",
+    )
+    ray: RaySettings = Field(default_factory=RaySettings)
     vision: VisionSettings = Field(default_factory=VisionSettings)
 
     # serving people (igpt_server/auth.py, ratelimit.py, admission.py, store/limits.py) -------

@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+# the shared store's engines (PostgreSQL, S3), one each per test session
+from tests.shared_store import postgres_server, s3_server, shared_store_env  # noqa: F401
+
 DATA = Path(__file__).parent / "data"
 
 # Keep libraries that write under ~ (matplotlib, llm, pip, easyocr...) inside a temp folder.

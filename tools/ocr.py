@@ -74,12 +74,17 @@ class EasyOcrBackend(Backend):
         return reason
 
     def warm_up(self, settings: Settings, pool: ModelPool) -> None:
-        """Load the reader into the pool now (the server's start-up warm-up), as :meth:`read`
-        would on first use: the same key, loader, device and dtype."""
-        with pool.use(
-            READER_KEY, _load_reader(settings), backend=self.name, device=settings.device_for("ocr"), dtype="fp32"
-        ):
-            pass
+        """Load the reader into the pool now (the server's start-up warm-up; on Ray Serve, into
+        a replica of the ``ocr`` deployment), as :meth:`read` would on first use: the same key,
+        loader, device and dtype."""
+        pool.run(
+            READER_KEY,
+            _load_reader(settings),
+            _nothing,
+            backend=self.name,
+            device=settings.device_for("ocr"),
+            dtype="fp32",
+        )
 
     def read(self, ctx: ToolContext, image_path: str) -> list[Word]:
         """Every word of the image, in reading order (cached per artifact)."""
@@ -108,6 +113,10 @@ class EasyOcrBackend(Backend):
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return words
+
+
+def _nothing(_reader: Any) -> None:
+    return None
 
 
 def _weights_dir() -> Path:

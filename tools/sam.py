@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from igpt_server.errors import ToolUnavailable
 from igpt_server.models.pool import PooledModule, Shrink
+from igpt_server.models.serving import affinity_key, count_cache
 from igpt_server.perception.geometry import mask_bbox
 from igpt_server.perception.gestures import Box, Click, Stroke
 from igpt_server.settings import Settings
@@ -338,6 +339,18 @@ class SamSegmentBackend(SegmentBackend):
     def __init__(self) -> None:
         self.cache = EmbeddingCache()
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (shipped to a Ray Serve replica inside a model step) without its cache."""
+        return {k: v for k, v in self.__dict__.items() if k != "cache"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickled in a replica, the backend uses that process's embedding cache, which
+        outlives the request (:func:`igpt_server.models.serving.process_local`)."""
+        from igpt_server.models.serving import process_local
+
+        self.__dict__.update(state)
+        self.cache = process_local(f"{self.family}.embeddings", EmbeddingCache)
+
     def unavailable_reason(self, settings: Settings) -> str | None:
         reason = super().unavailable_reason(settings)
         if reason is not None:
@@ -515,8 +528,15 @@ class SamSegmentBackend(SegmentBackend):
 
     # model and embedding ----------------------------------------------------------------
 
-    def _run(self, ctx: ToolContext, work: Callable[[Any], T], shrink: Shrink[T] | None = None) -> T:
-        """``work(predictor)`` under the model's pool lock, with the pool's out-of-memory policy."""
+    def _run(
+        self,
+        ctx: ToolContext,
+        work: Callable[[Any], T],
+        shrink: Shrink[T] | None = None,
+        affinity: str | None = None,
+    ) -> T:
+        """``work(predictor)`` under the model's pool lock, with the pool's out-of-memory policy
+        (on Ray Serve, on the replica ``affinity`` routes to)."""
         import torch
 
         found = self.find(ctx.settings.model_dir)
@@ -541,6 +561,7 @@ class SamSegmentBackend(SegmentBackend):
             device=device,
             dtype=dtype,
             shrink=None if shrink is None else Shrink(with_less, shrink.what),
+            affinity=affinity,
         )
 
     def _on_image(
@@ -554,14 +575,16 @@ class SamSegmentBackend(SegmentBackend):
 
         def on_image(predictor: Any) -> tuple[T, bool]:
             cached = self.cache.get(key)
-            if cached is not None and cached.original_size == image.shape[:2]:
+            hit = cached is not None and cached.original_size == image.shape[:2]
+            count_cache(f"{self.family}.embeddings", hit)
+            if cached is not None and hit:
                 self.restore(predictor, cached)
             else:
                 predictor.set_image(image)
                 self.cache.put(key, self.snapshot(predictor))
-            return work(predictor), cached is not None and cached.original_size == image.shape[:2]
+            return work(predictor), hit
 
-        return self._run(ctx, on_image)
+        return self._run(ctx, on_image, affinity=affinity_key(ctx.session_id, image_path))
 
 
 def gesture_prompt(

@@ -78,6 +78,9 @@ TINY_SAM2: dict[str, Any] = {
         "model.memory_attention.layer.cross_attention.embedding_dim": 32,
         "model.memory_attention.layer.cross_attention.kv_in_dim": 16,
         "model.memory_encoder.out_dim": 16,
+        # the memory encoder reads the neck's features (the video predictor's path)
+        "model.memory_encoder.in_dim": 32,
+        "model.memory_encoder.mask_downsampler.embed_dim": 32,
         "model.memory_encoder.fuser.layer.dim": 32,
         "model.memory_encoder.position_encoding.num_pos_feats": 16,
     },
@@ -155,26 +158,33 @@ def build_sam2_model(config: Sam2Config) -> Any:
     return build_sam2(config.config_name(), None, device="cpu", hydra_overrides_extra=config.hydra_overrides())
 
 
-def load_sam2(checkpoint: Sam2Checkpoint, device: str, dtype: str) -> PooledModule[Any]:
-    """Build the architecture, load the weights, place it; the image encoder runs in ``dtype``.
-
-    The pool holds the package's ``SAM2ImagePredictor`` (``obj``) over the network.
-    """
+def load_weights(model: Any, checkpoint: Sam2Checkpoint, purpose: str = "") -> None:
+    """Load ``checkpoint``'s state dict (Meta's ``{"model": ...}`` or a bare one) into ``model``
+    (a ``SAM2Base``); :class:`ToolUnavailable` naming the file when it does not fit."""
     import torch
-    from sam2.sam2_image_predictor import SAM2ImagePredictor
 
-    from igpt_server.models.pool import torch_dtype
-
-    model = build_sam2_model(checkpoint.config)
     try:
         state = torch.load(checkpoint.path, map_location="cpu", weights_only=True)
         model.load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
     except Exception as exc:  # a truncated file or the wrong architecture
         raise ToolUnavailable(
             f"cannot load the SAM 2 checkpoint {checkpoint.path.name} ({checkpoint.path}) as "
-            f"{checkpoint.config.base}: {type(exc).__name__}: {str(exc)[:300]}; check the file "
+            f"{checkpoint.config.base}{purpose}: {type(exc).__name__}: {str(exc)[:300]}; check the file "
             f"(or the base and overrides in {CONFIG_FILE})"
         ) from None
+
+
+def load_sam2(checkpoint: Sam2Checkpoint, device: str, dtype: str) -> PooledModule[Any]:
+    """Build the architecture, load the weights, place it; the image encoder runs in ``dtype``.
+
+    The pool holds the package's ``SAM2ImagePredictor`` (``obj``) over the network.
+    """
+    from sam2.sam2_image_predictor import SAM2ImagePredictor
+
+    from igpt_server.models.pool import torch_dtype
+
+    model = build_sam2_model(checkpoint.config)
+    load_weights(model, checkpoint)
     model.to(device)
     if dtype != "fp32":
         run_encoder_in(model.image_encoder, torch_dtype(dtype))
@@ -236,3 +246,27 @@ class Sam2SegmentBackend(SamSegmentBackend):
             pred_iou_thresh=run.pred_iou_thresh,
             stability_score_thresh=run.stability_score_thresh,
         )
+
+
+def load_sam2_video(checkpoint: Sam2Checkpoint, device: str, dtype: str) -> PooledModule[Any]:
+    """SAM 2's video predictor (``sam2.build_sam.build_sam2_video_predictor``) on ``checkpoint``.
+
+    Same architecture and weights as :func:`load_sam2` (the video predictor is ``SAM2Base``
+    with the tracking loop), built with the package's video post-processing (hole filling,
+    binarised click masks in memory). ``dtype`` is applied by the caller as an autocast
+    (:mod:`igpt_tools.video.sam2_track`), the weights stay fp32. The pool holds the
+    ``SAM2VideoPredictor`` (``obj``).
+    """
+    from sam2.build_sam import build_sam2_video_predictor
+
+    predictor = build_sam2_video_predictor(
+        checkpoint.config.config_name(),
+        None,
+        device="cpu",
+        hydra_overrides_extra=checkpoint.config.hydra_overrides(),
+    )
+    load_weights(predictor, checkpoint, purpose=" for video")
+    predictor.to(device)
+    predictor.eval()
+    log.info("SAM 2 video %s loaded from %s on %s", checkpoint.config.name, checkpoint.path, device)
+    return PooledModule(predictor, [predictor], device=device, dtype=dtype)

@@ -43,8 +43,9 @@ quality and what it cannot do: bench/README.md.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import cv2
 import numpy as np
@@ -95,6 +96,7 @@ GROWTH = 1.6
 MAX_GROWTHS = 6
 
 SegmentGesture = Click | Box | Stroke
+T = TypeVar("T")
 
 
 class SegmentArgs(ToolArgs):
@@ -176,6 +178,19 @@ class HedSegmentBackend(SegmentBackend):
 
         self.cache = cache if cache is not None else SHARED_CACHE
 
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled (shipped to a Ray Serve replica) without its cache: see :meth:`__setstate__`."""
+        return {k: v for k, v in self.__dict__.items() if k != "cache"}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """Unpickled in a replica, the backend uses that process's region cache, which outlives
+        the request (:func:`igpt_server.models.serving.process_local`)."""
+        from igpt_server.models.serving import process_local
+        from igpt_tools.regions import RegionCache
+
+        self.__dict__.update(state)
+        self.cache = process_local(REGION_CACHE_NAME, RegionCache)
+
     def unavailable_reason(self, settings: Settings) -> str | None:
         from igpt_tools import edges
 
@@ -183,32 +198,64 @@ class HedSegmentBackend(SegmentBackend):
 
     def warm_up(self, settings: Settings, pool: ModelPool) -> None:
         """Load the HED network into the pool now (the server's start-up warm-up), as the
-        first :meth:`precompute` would (:func:`igpt_tools.edges.use_hed`)."""
+        first :meth:`precompute` would (:func:`igpt_tools.edges.load_now`)."""
         from igpt_tools import edges
 
-        with edges.use_hed(pool):
-            pass
+        edges.load_now(pool)
+
+    def on_hierarchy(
+        self, ctx: ToolContext, image_path: str, image: np.ndarray, work: Callable[[Hierarchy], T]
+    ) -> tuple[T, bool]:
+        """``work(hierarchy)`` of the image, and whether the hierarchy was cached before this call.
+
+        Runs where the ``edges`` model lives (``ctx.pool.call``: in this process, or on the Ray
+        Serve replica the image's affinity key routes to), so the hierarchy is computed, cached
+        and used there and only ``work``'s result travels back. Each lookup is counted as a hit
+        or a miss of the ``regions`` cache (:func:`igpt_server.models.serving.count_cache`).
+        """
+        from igpt_server.models.serving import affinity_key, count_cache
+        from igpt_tools import edges, regions
+
+        key = (ctx.session_id, image_path)
+
+        def compute(pool: ModelPool) -> tuple[T, bool]:
+            tree, cached = self.cache.get_or_compute(
+                key, lambda: regions.build(edges.edge_map_with(pool, image), edges.fit(image, edges.EDGE_SIDE))
+            )
+            count_cache(REGION_CACHE_NAME, cached)
+            return work(tree), cached
+
+        return ctx.pool.call(edges.FAMILY, compute, affinity=affinity_key(ctx.session_id, image_path))
 
     def hierarchy(self, ctx: ToolContext, image_path: str, image: np.ndarray) -> tuple[Hierarchy, bool]:
         """The image's hierarchy and whether it was cached before this call."""
-        from igpt_tools import edges, regions
-
-        def compute() -> Hierarchy:
-            return regions.build(edges.edge_map(ctx, image), edges.fit(image, edges.EDGE_SIDE))
-
-        return self.cache.get_or_compute((ctx.session_id, image_path), compute)
+        return self.on_hierarchy(ctx, image_path, image, _same)
 
     def precompute(self, ctx: ToolContext, image_path: str, image: np.ndarray) -> bool:
-        _, cached = self.hierarchy(ctx, image_path, image)
+        _, cached = self.on_hierarchy(ctx, image_path, image, _nothing)
         return not cached
 
     def segment(self, ctx: ToolContext, image_path: str, image: np.ndarray, gesture: SegmentGesture) -> np.ndarray:
         return self.answer(ctx, image_path, image, gesture).mask
 
     def answer(self, ctx: ToolContext, image_path: str, image: np.ndarray, gesture: SegmentGesture) -> SegmentAnswer:
-        tree, cached = self.hierarchy(ctx, image_path, image)
-        mask, note = hierarchy_segment(tree, image, gesture)
+        (mask, note), cached = self.on_hierarchy(
+            ctx, image_path, image, lambda tree: hierarchy_segment(tree, image, gesture)
+        )
         return SegmentAnswer(mask, note, cached)
+
+
+#: the name of the region-hierarchy cache in :func:`igpt_server.models.serving.process_local`
+#: and in the cache statistics
+REGION_CACHE_NAME = "regions"
+
+
+def _same(tree: Hierarchy) -> Hierarchy:
+    return tree
+
+
+def _nothing(_tree: Hierarchy) -> None:
+    return None
 
 
 def hierarchy_segment(tree: Hierarchy, image: np.ndarray, gesture: SegmentGesture) -> tuple[np.ndarray, str | None]:

@@ -10,17 +10,20 @@ Storage limits apply while the bytes stream in: an upload that would pass the se
 quota (413 ``quota_exceeded``), the global quota or the free-disk watermark (507
 ``storage_full``), or that meets a full disk (507 ``disk_full``), stops there and its partial
 file is removed; nothing is registered.
+
+Downloads go through the store (:meth:`~igpt_server.store.sessions.SessionStore.download`),
+never to the object store directly: with the shared store they are streamed from it, or
+answered with a 307 to a presigned URL when ``IGPT_STORE__DOWNLOADS=redirect``.
 """
 
 from __future__ import annotations
 
 import errno
-import mimetypes
 from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, UploadFile
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 
 from igpt_server import media
 from igpt_server.api.deps import ServicesDep
@@ -145,8 +148,19 @@ def _store_mask(services: Services, session_id: str, temp: Path, parent: str | N
     return artifact
 
 
-@router.get("/{session_id}/files/{path:path}", response_class=FileResponse)
-def download_file(session_id: str, path: str, services: ServicesDep) -> FileResponse:
-    file = services.store.artifact_file(session_id, path)
-    media_type = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
-    return FileResponse(file, media_type=media_type)
+@router.get(
+    "/{session_id}/files/{path:path}",
+    response_class=FileResponse,
+    responses={307: {"description": "shared store with downloads=redirect: a presigned URL of the object store"}},
+)
+def download_file(session_id: str, path: str, services: ServicesDep) -> Response:
+    """The artifact's bytes: the file (local store, or this replica's cache), a stream from the
+    object store, or a 307 to a presigned URL (``IGPT_STORE__DOWNLOADS=redirect``)."""
+    download = services.store.download(session_id, path)
+    if download.url is not None:
+        return RedirectResponse(download.url, status_code=307)
+    if download.chunks is not None:
+        headers = {} if download.size is None else {"Content-Length": str(download.size)}
+        return StreamingResponse(download.chunks, media_type=download.media_type, headers=headers)
+    assert download.file is not None
+    return FileResponse(download.file, media_type=download.media_type)

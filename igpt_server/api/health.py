@@ -3,8 +3,11 @@
 ``/api/health`` answers whenever the process serves requests, and says whether it wants an
 API key (``auth``), so the page knows to ask, and what the start-up warm-up is still loading
 (``loading``: part -> state, see :mod:`igpt_server.controller.warmup`). ``/api/ready`` is 200 when the store answers
-a query, the data directory's disk is above ``min_free_bytes`` and the model pool reports
-its models; otherwise a 503 ``not_ready`` whose ``detail`` holds every check. Models load
+(shared store: PostgreSQL *and* the object store; ``checks.store`` names the part that does
+not answer and what to check), the data directory's disk (shared: the artifact cache's) is
+above ``min_free_bytes``, the model pool reports its models and the place the models run
+answers (``checks.serving``: always in local mode; with ``IGPT_SERVING=ray``, the Ray
+cluster); otherwise a 503 ``not_ready`` whose ``detail`` holds every check. Models load
 lazily on first use, so "ready" does not wait for them: ``checks.models`` tells how many are
 loaded.
 """
@@ -19,6 +22,7 @@ from igpt_server.api.deps import ServicesDep
 from igpt_server.api.errors import error_response
 from igpt_server.api.schemas import ErrorOut, HealthOut, ReadyCheck, ReadyOut
 from igpt_server.controller.warmup import loading_status
+from igpt_server.errors import IgptError, StoreUnavailable
 from igpt_server.services import Services
 from igpt_server.store.limits import free_bytes
 
@@ -49,7 +53,12 @@ def health(services: ServicesDep) -> HealthOut:
 )
 def ready(services: ServicesDep) -> ReadyOut | JSONResponse:
     """Ready to serve: store reachable, disk above the watermark, model pool sane."""
-    checks = {"store": _store_check(services), "disk": _disk_check(services), "models": _models_check(services)}
+    checks = {
+        "store": _store_check(services),
+        "disk": _disk_check(services),
+        "models": _models_check(services),
+        "serving": _serving_check(services),
+    }
     if all(c.ok for c in checks.values()):
         return ReadyOut(ready=True, checks=checks)
     failed = ", ".join(name for name, c in checks.items() if not c.ok)
@@ -67,7 +76,9 @@ def metrics(services: ServicesDep) -> Response:
 
 def _store_check(services: Services) -> ReadyCheck:
     try:
-        return ReadyCheck(ok=True, detail=f"{services.store.count()} sessions")
+        return ReadyCheck(ok=True, detail=services.store.check())
+    except StoreUnavailable as exc:  # the shared store: the message names the part and what to check
+        return ReadyCheck(ok=False, detail=exc.message)
     except Exception as exc:  # a locked or broken database: report it, never raise from a probe
         return ReadyCheck(ok=False, detail=f"the session store does not answer ({type(exc).__name__})")
 
@@ -83,3 +94,11 @@ def _models_check(services: Services) -> ReadyCheck:
     models = services.pool.describe()
     loaded = sum(m.loaded for m in models)
     return ReadyCheck(ok=True, detail=f"{loaded} of {len(models)} known models loaded (others load on first use)")
+
+
+def _serving_check(services: Services) -> ReadyCheck:
+    """Where the models run answers: always in local mode; on Ray Serve, the cluster."""
+    try:
+        return ReadyCheck(ok=True, detail=services.pool.check())
+    except IgptError as exc:  # the message names the setting to check
+        return ReadyCheck(ok=False, detail=exc.message)

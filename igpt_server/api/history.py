@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Query
@@ -21,7 +22,8 @@ from fastapi import APIRouter, Query
 from igpt_server.api.deps import ServicesDep
 from igpt_server.api.schemas import SessionOut, Strict
 from igpt_server.errors import IgptError
-from igpt_server.store import history
+from igpt_server.services import Services
+from igpt_server.store import SessionStore, history
 
 router = APIRouter(prefix="/api/sessions", tags=["history"])
 
@@ -84,20 +86,22 @@ def get_history(
 @router.post("/{session_id}/undo", response_model=SessionOut)
 def undo(session_id: str, services: ServicesDep) -> SessionOut:
     """Undo the last step (chat turn, gesture or tool call); returns the session."""
-    store = services.store
-    store.require(session_id)
-    with store.writer(session_id):
-        if history.undo(store, session_id) is None:
-            raise NothingToUndo("there is nothing to undo in this session", code="nothing_to_undo")
-    return SessionOut.of(store.get(session_id))
+    return _move_pointer(services, session_id, history.undo, "there is nothing to undo in this session", "undo")
 
 
 @router.post("/{session_id}/redo", response_model=SessionOut)
 def redo(session_id: str, services: ServicesDep) -> SessionOut:
     """Redo the last undone step; returns the session."""
+    return _move_pointer(services, session_id, history.redo, "there is nothing to redo: undo a step first", "redo")
+
+
+def _move_pointer(
+    services: Services, session_id: str, move: Callable[[SessionStore, str], object | None], nothing: str, verb: str
+) -> SessionOut:
+    """Move the undo pointer with ``move`` under the session's writer lock; 409 when it cannot."""
     store = services.store
     store.require(session_id)
     with store.writer(session_id):
-        if history.redo(store, session_id) is None:
-            raise NothingToUndo("there is nothing to redo: undo a step first", code="nothing_to_redo")
+        if move(store, session_id) is None:
+            raise NothingToUndo(nothing, code=f"nothing_to_{verb}")
     return SessionOut.of(store.get(session_id))

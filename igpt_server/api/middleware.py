@@ -172,9 +172,13 @@ class SessionWriter:
         session_id = match.group(1)
         locks = self.store.locks
         owner = current_writer()
-        lease = await anyio.to_thread.run_sync(
-            lambda: locks.acquire(session_id, self.timeout_s, owner), limiter=self.limiter
-        )
+        try:
+            lease = await anyio.to_thread.run_sync(
+                lambda: locks.acquire(session_id, self.timeout_s, owner), limiter=self.limiter
+            )
+        except IgptError as exc:  # the shared store's lock database is down: 503 store_unavailable
+            await send_error(exc, scope, receive, send)
+            return
         if lease is None:
             self.metrics.refusals.labels("session_busy").inc()
             error = SessionBusy(

@@ -84,7 +84,7 @@ from igpt_server.controller.recovery import (
     explicit_artifacts,
 )
 from igpt_server.controller.scene import Scene
-from igpt_server.errors import IgptError, InvalidInput
+from igpt_server.errors import IgptError, InvalidInput, RetryLater
 from igpt_server.perception.gestures import check_inside
 from igpt_server.settings import Settings
 from igpt_server.store import Artifact, ArtifactKind, SessionStore, history
@@ -711,6 +711,10 @@ class Controller:
             _CURRENT_TURN.reset(token)
         if name in (UNDO_TOOL, REDO_TOOL):
             return self._after_undo(turn, name, chosen_by)
+        if isinstance(turn.tool_error, RetryLater):
+            # the server is full (a tool's queue, a device's memory), the request is not wrong:
+            # the turn ends as a 503 with Retry-After; the steps before it stay recorded
+            raise turn.tool_error
         if turn.tool_error is not None or turn.result is None:
             message = turn.tool_error.message if turn.tool_error is not None else "the tool gave no result"
             observation = f"Error from {name}: {message}"

@@ -25,6 +25,10 @@ The part of the key before the first dot is the model's *family* (``sam``, ``gro
   fewer points per batch), then answer a clear 503 (:class:`OutOfMemory`). The model stays
   loaded and the pool usable afterwards. A bare :meth:`ModelPool.use` block that runs out of
   memory frees the device and raises :class:`OutOfMemory` without retrying;
+* runs a step next to a family's models with :meth:`ModelPool.call` (``fn(pool)``; here it is
+  just a call): on Ray Serve (``IGPT_SERVING=ray``, :mod:`igpt_server.models.serving`) the
+  pool is a ``RayModelPool`` that ships :meth:`~ModelPool.run`'s and :meth:`~ModelPool.call`'s
+  functions to the family's deployment, routed by their ``affinity`` (an image's key);
 * describes every model for ``GET /api/models`` (:meth:`ModelPool.describe`) and the models
   of one backend for ``GET /api/tools`` (:meth:`ModelPool.describe_families`).
 
@@ -114,6 +118,8 @@ class ModelInfo(BaseModel):
     in_use: bool
     loads: int
     evictions: int
+    serving: Literal["local", "ray"] = "local"
+    replica: str | None = None
 
 
 class DeviceUsage(BaseModel):
@@ -215,6 +221,9 @@ def _empty_cuda_cache() -> None:
 
 class ModelPool:
     """Lazy, shared, budgeted models. Thread-safe; see the module docstring."""
+
+    #: where the models run (:mod:`igpt_server.models.serving`); a local pool runs them here
+    serving: Literal["local", "ray"] = "local"
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings
@@ -333,8 +342,12 @@ class ModelPool:
         device: str | None = None,
         dtype: str | None = None,
         shrink: Shrink[T] | None = None,
+        affinity: str | None = None,
     ) -> T:
         """``work(model)`` under the model's lock, with the server's one out-of-memory policy.
+
+        ``affinity`` (an image's :func:`~igpt_server.models.serving.affinity_key`) routes the
+        work to the replica that holds that image's state on Ray Serve; here it is unused.
 
         ``model`` is what :meth:`use` yields. When loading the model or running ``work`` runs
         out of memory: (1) the CUDA cache is emptied and the least recently used idle models of
@@ -479,6 +492,24 @@ class ModelPool:
                 entry.memory_bytes = 0
             gc.collect()
             _empty_cuda_cache()
+
+    def call(self, family: str, fn: Callable[[ModelPool], T], *, affinity: str | None = None) -> T:
+        """``fn(pool)`` where the models of ``family`` live: here, ``fn(self)``.
+
+        For a step that reads or fills a per-image cache next to its model (a region
+        hierarchy, an embedding): on Ray Serve (:class:`igpt_server.models.ray_serving.RayModelPool`)
+        ``fn`` runs in a replica of the family's deployment with that replica's pool, on the
+        replica ``affinity`` routes to. ``fn`` must not capture unpicklable state there.
+        """
+        return fn(self)
+
+    def check(self) -> str:
+        """Where the models run, for ``/api/ready``; raises when that place cannot be reached
+        (a local pool always can)."""
+        return "models run in this process"
+
+    def close(self) -> None:
+        """Release what the pool holds outside this process (nothing for a local pool)."""
 
     # describing -------------------------------------------------------------------------
 

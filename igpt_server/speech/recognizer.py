@@ -111,10 +111,15 @@ class SpeechRecognizer:
         loader, device and dtype as the first :meth:`run_model`; :class:`ToolUnavailable`
         without a backend."""
         backend, model, device, dtype = self._placement()
-        with self.pool.use(
-            self.pool_key(), self._loader(backend, model, dtype), backend=backend.name, device=device, dtype=dtype
-        ):
-            pass
+        # through run, not a `with pool.use` block: on Ray Serve the model loads in its replica
+        self.pool.run(
+            self.pool_key(),
+            self._loader(backend, model, dtype),
+            _loaded,
+            backend=backend.name,
+            device=device,
+            dtype=dtype,
+        )
 
     def run_model(self, audio: np.ndarray) -> Transcript:
         """The backend's raw transcript of ``audio`` (no speech gate; may be empty)."""
@@ -180,3 +185,7 @@ class SpeechRecognizer:
                 ) from exc
 
         return load
+
+
+def _loaded(model: Any) -> None:
+    """Nothing more than having the model loaded (the warm-up's work)."""

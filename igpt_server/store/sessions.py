@@ -1,39 +1,61 @@
-"""The session and artifact store.
+"""The session and artifact store, behind one interface with two backings.
 
-Layout on disk::
+``local`` (default, one process)::
 
     <data_dir>/igpt.sqlite3                 metadata (sessions, artifacts, messages)
     <data_dir>/sessions/<id>/<kind>/<file>  artifact files
 
-Sessions survive a restart: a new store on the same data directory sees them. All access
-goes through one lock and one SQLite connection in WAL mode, so concurrent requests (the
-thread pool of the ASGI server) are safe. Files are written to a temporary name and renamed,
-so a reader never sees half a file. An artifact file is only ever opened through its row in
-the registry: :meth:`SessionStore.artifact_file` rejects any path the registry does not hold.
+``shared`` (several API replicas, :func:`igpt_server.store.factory.open_store`): the same
+tables in PostgreSQL, artifact bytes as objects ``sessions/<id>/<kind>/<file>`` of an S3
+bucket (:class:`~igpt_server.store.blobs.S3Blobs`), a bounded read-through cache of them
+with the local layout under ``<data_dir>/sessions`` (tools read artifacts by local path), and
+the writer lock as a PostgreSQL advisory lock
+(:class:`~igpt_server.store.locks.PostgresSessionLocks`).
 
-Serving many people (see :mod:`igpt_server.store.limits`, :mod:`igpt_server.store.locks`,
-:mod:`igpt_server.store.owner`): a session belongs to the API key that created it (another
-key gets 404), idle sessions expire, writes respect byte quotas and a free-disk watermark,
+Metadata goes through SQLAlchemy Core (:mod:`igpt_server.store.schema`) with one query code
+path for both dialects; :func:`igpt_server.store.db.upgrade` applies the Alembic revisions
+when a store opens. SQLite: one connection in WAL mode with foreign keys on, all access under
+one lock, writes in ``BEGIN IMMEDIATE``; a full disk is a 507. PostgreSQL: a connection pool;
+a read-modify-write of one session locks its row (``SELECT ... FOR UPDATE``; SQLite ignores
+it and is serialised by ``BEGIN IMMEDIATE``); an unreachable database is a 503
+``store_unavailable``.
+
+Nothing is half-written: an artifact's bytes are stored first (a temporary name and a rename,
+or an upload) and its row is inserted only after that succeeded; the bytes are deleted again
+if the insert fails. An artifact file is only ever reached through its row:
+:meth:`SessionStore.artifact_file` rejects any path the registry does not hold. Deleting a
+session deletes its rows first, then its bytes; bytes a failure leaves there have no row and
+are removed by the start-up sweep (:mod:`igpt_server.store.sweep`).
+
+Limits (:mod:`igpt_server.store.limits`): byte quotas are sums over the metadata in both
+modes; the free-disk watermark applies to the file system of ``data_dir`` (in shared mode it
+holds the cache and the uploads being streamed, the only local bytes: the object store has
+its own capacity management). Serving many people (:mod:`igpt_server.store.owner`): a
+session belongs to the API key that created it (another key gets 404), idle sessions expire,
 and :meth:`SessionStore.writer` serialises the state-changing calls of one session.
 """
 
 from __future__ import annotations
 
-import errno
+import contextlib
 import json
-import os
+import mimetypes
 import re
-import shutil
-import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from igpt_server.errors import InsufficientStorage, InvalidInput, NotFound, SessionBusy
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from igpt_server.errors import InsufficientStorage, InvalidInput, NotFound, SessionBusy, StoreUnavailable
+from igpt_server.store import db as dbmod
 from igpt_server.store.artifacts import (
     Artifact,
     ArtifactKind,
@@ -41,47 +63,16 @@ from igpt_server.store.artifacts import (
     SessionState,
     is_artifact_path,
 )
+from igpt_server.store.blobs import Blobs, LocalBlobs, S3Blobs
 from igpt_server.store.limits import StoreLimits, check_room, room_left
 from igpt_server.store.locks import LocalSessionLocks, SessionLocks
 from igpt_server.store.owner import current_principal
+from igpt_server.store.schema import artifacts as t_artifacts
+from igpt_server.store.schema import messages as t_messages
+from igpt_server.store.schema import sessions as t_sessions
 
 _SESSION_ID_RE = re.compile(r"^[0-9a-f]{32}$")
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS sessions (
-    id TEXT PRIMARY KEY,
-    created_at REAL NOT NULL,
-    active_image TEXT,
-    active_mask TEXT,
-    materials TEXT NOT NULL DEFAULT '[]',
-    owner TEXT,
-    touched_at REAL
-);
-CREATE TABLE IF NOT EXISTS artifacts (
-    session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
-    path TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    parent TEXT,
-    tool TEXT,
-    width INTEGER,
-    height INTEGER,
-    size_bytes INTEGER NOT NULL,
-    created_at REAL NOT NULL,
-    meta TEXT NOT NULL DEFAULT '{}',
-    PRIMARY KEY (session_id, path)
-);
-CREATE TABLE IF NOT EXISTS messages (
-    session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
-    seq INTEGER NOT NULL,
-    role TEXT NOT NULL,
-    content TEXT NOT NULL,
-    data TEXT NOT NULL DEFAULT '{}',
-    created_at REAL NOT NULL,
-    PRIMARY KEY (session_id, seq)
-);
-"""
 
-#: columns added after the first release, for databases made before them
-_ADDED_COLUMNS = {"sessions": {"owner": "TEXT", "touched_at": "REAL"}}
 #: a session's ``touched_at`` is rewritten at most this often (seconds)
 _TOUCH_EVERY_S = 30.0
 
@@ -95,47 +86,128 @@ def safe_stem(name: str | None, default: str = "file") -> str:
     return stem or default
 
 
-class SessionStore:
-    """Sessions, their artifacts, active image and selection, materials and history."""
+@dataclass(frozen=True)
+class Download:
+    """How to answer a download: a local ``file``, a presigned ``url`` (307), or ``chunks``
+    streamed from the object store (``size`` bytes)."""
 
-    def __init__(self, data_dir: Path, limits: StoreLimits | None = None, locks: SessionLocks | None = None) -> None:
+    media_type: str
+    file: Path | None = None
+    url: str | None = None
+    chunks: Iterator[bytes] | None = None
+    size: int | None = None
+
+
+class SessionStore:
+    """Sessions, their artifacts, active image and selection, materials and history.
+
+    ``SessionStore(data_dir)`` is the local store. The shared one is built by
+    :func:`igpt_server.store.factory.open_store` with a PostgreSQL ``engine``, ``S3Blobs``
+    and ``PostgresSessionLocks``.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        limits: StoreLimits | None = None,
+        locks: SessionLocks | None = None,
+        *,
+        engine: Engine | None = None,
+        blobs: Blobs | None = None,
+        downloads: Literal["stream", "redirect"] = "stream",
+        presign_expiry_s: int = 300,
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.limits = limits or StoreLimits()
         self.locks: SessionLocks = locks or LocalSessionLocks()
         self.sessions_dir = self.data_dir / "sessions"
         self.sessions_dir.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.data_dir / "igpt.sqlite3", check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(_SCHEMA)
-        self._migrate()
+        self.blobs: Blobs = blobs or LocalBlobs(self.sessions_dir)
+        self.downloads = downloads
+        self.presign_expiry_s = presign_expiry_s
+        self._engine = engine or dbmod.sqlite_engine(self.data_dir / "igpt.sqlite3")
+        self._sqlite = self._engine.dialect.name == "sqlite"
+        #: SQLite: one connection, one user at a time; PostgreSQL: a pool, no process-wide lock
+        self._lock: contextlib.AbstractContextManager[Any] = (
+            threading.RLock() if self._sqlite else contextlib.nullcontext()
+        )
+        with self._guard():
+            dbmod.upgrade(self._engine)
+        #: SQLite: the one connection, held for the store's life (a checkout per call costs more
+        #: than the query); PostgreSQL: ``None``, each call checks one out of the pool
+        self._conn: Connection | None = self._engine.connect() if self._sqlite else None
 
-    def _migrate(self) -> None:
-        for table, columns in _ADDED_COLUMNS.items():
-            have = {row["name"] for row in self._db.execute(f"PRAGMA table_info({table})")}
-            for name, sql_type in columns.items():
-                if name not in have:
-                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}")
-        # sessions from before expiry existed get a full idle period from the upgrade on
-        self._db.execute("UPDATE sessions SET touched_at = ? WHERE touched_at IS NULL", (time.time(),))
+    @property
+    def backend(self) -> Literal["local", "shared"]:
+        """``local`` (SQLite + files) or ``shared`` (PostgreSQL + object store)."""
+        return "local" if self._sqlite else "shared"
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            close_locks = getattr(self.locks, "close", None)
+            if close_locks is not None:
+                close_locks()
+            if self._conn is not None:
+                self._conn.close()
+            self._engine.dispose()
+
+    # database access --------------------------------------------------------------------
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock, _disk_full_is_507():
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
+    def _guard(self) -> Iterator[None]:
+        """Database faults as API errors: SQLite's "disk is full" is 507; an unreachable
+        PostgreSQL is 503 ``store_unavailable``."""
+        try:
+            yield
+        except (OperationalError, PoolTimeout, DBAPIError) as exc:
+            if self._sqlite:
+                if isinstance(exc, OperationalError) and "full" in str(exc.orig).lower():
+                    raise InsufficientStorage(
+                        "the server's disk is full; nothing was changed. Try again later", code="disk_full"
+                    ) from None
                 raise
-            self._db.execute("COMMIT")
+            lost = isinstance(exc, OperationalError | PoolTimeout | InterfaceError)
+            lost = lost or bool(getattr(exc, "connection_invalidated", False))
+            if not lost:  # a real fault (a constraint, a bug), not an unreachable database
+                raise
+            raise StoreUnavailable(
+                f"the session database does not answer ({type(exc).__name__}); check that PostgreSQL at "
+                f"{self._engine.url.render_as_string(hide_password=True)} is up and IGPT_STORE__DATABASE_URL "
+                "is right, then retry",
+                part="database",
+            ) from None
+
+    @contextmanager
+    def _connection(self) -> Iterator[Connection]:
+        if self._conn is not None:
+            yield self._conn
+        else:
+            with self._engine.connect() as conn:
+                yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        """A connection for reads; they see one snapshot, ended at the block's end."""
+        with self._lock, self._guard(), self._connection() as conn:
+            try:
+                yield conn
+            finally:
+                conn.rollback()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """A write transaction (SQLite: ``BEGIN IMMEDIATE``), committed at the block's end."""
+        with self._lock, self._guard(), self._connection() as conn:
+            if self._sqlite:
+                dbmod.immediate(conn)
+            with conn.begin():
+                yield conn
+
+    def check(self) -> str:
+        """A one-line state of the store for ``/api/ready``; raises when a part does not answer."""
+        sessions = self.count()
+        self.blobs.check()
+        return f"{sessions} sessions"
 
     # the writer lock ---------------------------------------------------------------------
 
@@ -165,8 +237,9 @@ class SessionStore:
         now = time.time()
         with self._transaction() as db:
             db.execute(
-                "INSERT INTO sessions (id, created_at, owner, touched_at) VALUES (?, ?, ?, ?)",
-                (session_id, now, current_principal(), now),
+                insert(t_sessions).values(
+                    id=session_id, created_at=now, owner=current_principal(), touched_at=now, materials="[]"
+                )
             )
         (self.sessions_dir / session_id).mkdir(parents=True, exist_ok=True)
         return self.get(session_id)
@@ -180,17 +253,19 @@ class SessionStore:
         missing = f"no session {session_id!r}; create one with POST /api/sessions"
         if not isinstance(session_id, str) or not _SESSION_ID_RE.match(session_id):
             raise NotFound(missing)
-        with self._lock:
-            row = self._db.execute(
-                "SELECT owner, touched_at, created_at FROM sessions WHERE id = ?", (session_id,)
-            ).fetchone()
+        with self._read() as db:
+            row = db.execute(
+                select(t_sessions.c.owner, t_sessions.c.touched_at, t_sessions.c.created_at).where(
+                    t_sessions.c.id == session_id
+                )
+            ).first()
         if row is None:
             raise NotFound(missing)
         principal = current_principal()
-        if principal is not None and row["owner"] != principal:
+        if principal is not None and row.owner != principal:
             raise NotFound(missing)
         now = time.time()
-        touched = row["touched_at"] if row["touched_at"] is not None else row["created_at"]
+        touched = row.touched_at if row.touched_at is not None else row.created_at
         idle = self.limits.idle_s
         if idle is not None and now - touched > idle and not self.locks.busy(session_id):
             self.drop(session_id)
@@ -201,38 +276,35 @@ class SessionStore:
             )
         if now - touched > _TOUCH_EVERY_S:
             with self._transaction() as db:
-                db.execute("UPDATE sessions SET touched_at = ? WHERE id = ?", (now, session_id))
+                db.execute(update(t_sessions).where(t_sessions.c.id == session_id).values(touched_at=now))
 
     def expired_ids(self, now: float | None = None) -> list[str]:
         """Sessions idle for longer than ``limits.idle_s`` (none when expiry is off)."""
         if self.limits.idle_s is None:
             return []
         cutoff = (now or time.time()) - self.limits.idle_s
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT id FROM sessions WHERE COALESCE(touched_at, created_at) < ?", (cutoff,)
-            ).fetchall()
-        return [r["id"] for r in rows]
+        with self._read() as db:
+            rows = db.execute(
+                select(t_sessions.c.id).where(func.coalesce(t_sessions.c.touched_at, t_sessions.c.created_at) < cutoff)
+            ).all()
+        return [r.id for r in rows]
 
     def session_ids(self) -> list[str]:
-        with self._lock:
-            return [r["id"] for r in self._db.execute("SELECT id FROM sessions")]
+        with self._read() as db:
+            return [r.id for r in db.execute(select(t_sessions.c.id))]
 
     def count(self) -> int:
         """How many sessions exist."""
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0])
+        with self._read() as db:
+            return int(db.execute(select(func.count()).select_from(t_sessions)).scalar_one())
 
     def used_bytes(self, session_id: str | None = None) -> int:
         """Bytes of the artifacts of one session, or of every session."""
-        with self._lock:
-            if session_id is None:
-                row = self._db.execute("SELECT COALESCE(SUM(size_bytes), 0) FROM artifacts").fetchone()
-            else:
-                row = self._db.execute(
-                    "SELECT COALESCE(SUM(size_bytes), 0) FROM artifacts WHERE session_id = ?", (session_id,)
-                ).fetchone()
-        return int(row[0])
+        query = select(func.coalesce(func.sum(t_artifacts.c.size_bytes), 0))
+        if session_id is not None:
+            query = query.where(t_artifacts.c.session_id == session_id)
+        with self._read() as db:
+            return int(db.execute(query).scalar_one())
 
     def room(self, session_id: str) -> tuple[int | None, Exception]:
         """Bytes the session may still write (``None``: unbounded), and the error past that."""
@@ -244,53 +316,54 @@ class SessionStore:
 
     def artifact_paths(self, session_id: str) -> set[str]:
         """Every registered artifact path of a session (no ownership check: for maintenance)."""
-        with self._lock:
-            rows = self._db.execute("SELECT path FROM artifacts WHERE session_id = ?", (session_id,)).fetchall()
-        return {r["path"] for r in rows}
+        with self._read() as db:
+            rows = db.execute(select(t_artifacts.c.path).where(t_artifacts.c.session_id == session_id)).all()
+        return {r.path for r in rows}
 
     def forget_artifacts(self, session_id: str, paths: set[str]) -> None:
         """Remove the rows of ``paths`` (whose files are gone) and every reference the session state holds."""
         if not paths:
             return
         with self._transaction() as db:
-            row = db.execute(
-                "SELECT active_image, active_mask, materials FROM sessions WHERE id = ?", (session_id,)
-            ).fetchone()
-            for path in paths:
-                db.execute("DELETE FROM artifacts WHERE session_id = ? AND path = ?", (session_id, path))
+            row = db.execute(_locked_session(session_id)).first()
+            db.execute(delete(t_artifacts).where(t_artifacts.c.session_id == session_id, t_artifacts.c.path.in_(paths)))
             if row is not None:
-                image = None if row["active_image"] in paths else row["active_image"]
-                mask = None if row["active_mask"] in paths or image is None else row["active_mask"]
-                materials = [m for m in json.loads(row["materials"]) if m not in paths]
+                image = None if row.active_image in paths else row.active_image
+                mask = None if row.active_mask in paths or image is None else row.active_mask
+                materials = [m for m in json.loads(row.materials) if m not in paths]
                 db.execute(
-                    "UPDATE sessions SET active_image = ?, active_mask = ?, materials = ? WHERE id = ?",
-                    (image, mask, json.dumps(materials), session_id),
+                    update(t_sessions)
+                    .where(t_sessions.c.id == session_id)
+                    .values(active_image=image, active_mask=mask, materials=json.dumps(materials))
                 )
 
     def drop(self, session_id: str) -> None:
         """Delete a session and its files without the ownership check (maintenance: expiry)."""
         with self._transaction() as db:
-            db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
-        shutil.rmtree(self.sessions_dir / session_id, ignore_errors=True)
+            db.execute(delete(t_sessions).where(t_sessions.c.id == session_id))
+        self.blobs.delete_session(session_id)
 
     def get(self, session_id: str) -> SessionState:
         self.require(session_id)
-        with self._lock:
-            row = self._db.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        with self._read() as db:
+            row = db.execute(select(t_sessions).where(t_sessions.c.id == session_id)).first()
+            if row is None:  # deleted by another request in between
+                raise NotFound(f"no session {session_id!r}; create one with POST /api/sessions")
             artifacts = [
                 _artifact_from_row(r)
-                for r in self._db.execute(
-                    "SELECT * FROM artifacts WHERE session_id = ? ORDER BY created_at, rowid",
-                    (session_id,),
+                for r in db.execute(
+                    select(t_artifacts)
+                    .where(t_artifacts.c.session_id == session_id)
+                    .order_by(t_artifacts.c.created_at, t_artifacts.c.path)
                 )
             ]
-            messages = self.messages(session_id)
+            messages = self._messages(db, session_id)
         return SessionState(
             id=session_id,
-            created_at=row["created_at"],
-            active_image=row["active_image"],
-            active_mask=row["active_mask"],
-            materials=json.loads(row["materials"]),
+            created_at=row.created_at,
+            active_image=row.active_image,
+            active_mask=row.active_mask,
+            materials=json.loads(row.materials),
             artifacts=artifacts,
             messages=messages,
         )
@@ -314,17 +387,20 @@ class SessionStore:
         for path in (active_image, active_mask, add_material):
             if isinstance(path, str):
                 self.artifact(session_id, path)
+        values: dict[str, Any] = {}
+        if active_image is not _UNSET:
+            values["active_image"] = active_image
+        if active_mask is not _UNSET:
+            values["active_mask"] = active_mask
         with self._transaction() as db:
-            if active_image is not _UNSET:
-                db.execute("UPDATE sessions SET active_image = ? WHERE id = ?", (active_image, session_id))
-            if active_mask is not _UNSET:
-                db.execute("UPDATE sessions SET active_mask = ? WHERE id = ?", (active_mask, session_id))
             if add_material is not None:
-                row = db.execute("SELECT materials FROM sessions WHERE id = ?", (session_id,)).fetchone()
-                materials = json.loads(row["materials"])
+                row = db.execute(_locked_session(session_id)).first()
+                materials = json.loads(row.materials) if row is not None else []
                 if add_material not in materials:
                     materials.append(add_material)
-                db.execute("UPDATE sessions SET materials = ? WHERE id = ?", (json.dumps(materials), session_id))
+                values["materials"] = json.dumps(materials)
+            if values:
+                db.execute(update(t_sessions).where(t_sessions.c.id == session_id).values(**values))
 
     # artifacts --------------------------------------------------------------------------
 
@@ -342,28 +418,17 @@ class SessionStore:
         height: int | None = None,
         meta: dict[str, Any] | None = None,
     ) -> Artifact:
-        """Store ``content`` (bytes, or a temporary file that is moved) as a new artifact."""
+        """Store ``content`` (bytes, or a temporary file that is moved) as a new artifact.
+
+        The bytes are stored first and the row inserted after; a failed insert deletes the
+        bytes again, so a failure leaves neither.
+        """
         self.require(session_id)
         if parent is not None:
             self.artifact(session_id, parent)
         path = f"{kind.value}/{uuid.uuid4().hex[:8]}_{safe_stem(stem)}.{ext.lower().lstrip('.')}"
-        target = self._session_dir(session_id) / path
         self.check_room(session_id, len(content) if isinstance(content, bytes) else Path(content).stat().st_size)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.partial")
-        try:
-            if isinstance(content, bytes):
-                partial.write_bytes(content)
-            else:
-                shutil.move(str(content), partial)
-            os.replace(partial, target)
-        except OSError as exc:
-            partial.unlink(missing_ok=True)
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise InsufficientStorage(
-                    "the server's disk is full; nothing was stored. Try again later", code="disk_full"
-                ) from None
-            raise
+        size = self.blobs.put(session_id, path, content)
         artifact = Artifact(
             path=path,
             kind=kind,
@@ -371,29 +436,29 @@ class SessionStore:
             tool=tool,
             width=width,
             height=height,
-            size_bytes=target.stat().st_size,
+            size_bytes=size,
             created_at=time.time(),
             meta=meta or {},
         )
         try:
             with self._transaction() as db:
                 db.execute(
-                    "INSERT INTO artifacts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        session_id,
-                        artifact.path,
-                        artifact.kind.value,
-                        parent,
-                        tool,
-                        width,
-                        height,
-                        artifact.size_bytes,
-                        artifact.created_at,
-                        json.dumps(artifact.meta),
-                    ),
+                    insert(t_artifacts).values(
+                        session_id=session_id,
+                        path=artifact.path,
+                        kind=artifact.kind.value,
+                        parent=parent,
+                        tool=tool,
+                        width=width,
+                        height=height,
+                        size_bytes=artifact.size_bytes,
+                        created_at=artifact.created_at,
+                        meta=json.dumps(artifact.meta),
+                    )
                 )
         except BaseException:
-            target.unlink(missing_ok=True)
+            with contextlib.suppress(Exception):  # unreachable too: the start-up sweep removes it
+                self.blobs.delete(session_id, path)
             raise
         return artifact
 
@@ -408,10 +473,10 @@ class SessionStore:
                 f"{path!r} is not an artifact of this session; artifact paths look like "
                 "'image/3f9a0c1d_photo.png' (see GET /api/sessions/{id})"
             )
-        with self._lock:
-            row = self._db.execute(
-                "SELECT * FROM artifacts WHERE session_id = ? AND path = ?", (session_id, path)
-            ).fetchone()
+        with self._read() as db:
+            row = db.execute(
+                select(t_artifacts).where(t_artifacts.c.session_id == session_id, t_artifacts.c.path == path)
+            ).first()
         if row is None:
             raise NotFound(f"no artifact {path!r} in this session (see GET /api/sessions/{{id}})")
         artifact = _artifact_from_row(row)
@@ -421,13 +486,41 @@ class SessionStore:
         return artifact
 
     def artifact_file(self, session_id: str, path: str) -> Path:
-        """The file of a registered artifact; never a path outside the session folder."""
+        """The local file of a registered artifact; never a path outside the session folder.
+
+        In shared mode it is a file of the read-through cache (downloaded on first use).
+        """
         artifact = self.artifact(session_id, path)
-        session_dir = self._session_dir(session_id).resolve()
-        file = (session_dir / artifact.path).resolve()
-        if not file.is_relative_to(session_dir) or not file.is_file():
-            raise NotFound(f"the file of artifact {path!r} is missing from the data directory")
+        file = self.blobs.local_file(session_id, artifact.path)
+        if file is None:
+            where = "the data directory" if self._sqlite else "the object store"
+            raise NotFound(f"the file of artifact {path!r} is missing from {where}")
         return file
+
+    def download(self, session_id: str, path: str) -> Download:
+        """How to send a registered artifact to a client (see :class:`Download`).
+
+        Local: the file. Shared with ``downloads="redirect"``: a presigned URL of the object
+        store. Shared with ``downloads="stream"``: the cached file when this replica has it,
+        else the object streamed from the store (without filling the cache).
+        """
+        artifact = self.artifact(session_id, path)
+        media_type = mimetypes.guess_type(artifact.path)[0] or "application/octet-stream"
+        blobs = self.blobs
+        if not isinstance(blobs, S3Blobs):
+            return Download(media_type, file=self.artifact_file(session_id, path))
+        if self.downloads == "redirect":
+            return Download(
+                media_type, url=blobs.presigned_url(session_id, artifact.path, self.presign_expiry_s, media_type)
+            )
+        cached = blobs.cache.local_file(session_id, artifact.path)
+        if cached is not None:
+            return Download(media_type, file=cached)
+        opened = blobs.open_stream(session_id, artifact.path)
+        if opened is None:
+            raise NotFound(f"the file of artifact {path!r} is missing from the object store")
+        size, chunks = opened
+        return Download(media_type, chunks=chunks, size=size)
 
     def new_upload_file(self, session_id: str) -> Path:
         """A fresh temporary file inside the session folder, for streaming an upload."""
@@ -454,56 +547,56 @@ class SessionStore:
         self.require(session_id)
         created = time.time()
         with self._transaction() as db:
-            row = db.execute(
-                "SELECT COALESCE(MAX(seq), 0) + 1 AS next FROM messages WHERE session_id = ?",
-                (session_id,),
-            ).fetchone()
-            seq = int(row["next"])
+            if db.execute(_locked_session(session_id)).first() is None:
+                raise NotFound(f"no session {session_id!r}; create one with POST /api/sessions")
+            seq = int(
+                db.execute(
+                    select(func.coalesce(func.max(t_messages.c.seq), 0) + 1).where(
+                        t_messages.c.session_id == session_id
+                    )
+                ).scalar_one()
+            )
             db.execute(
-                "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?)",
-                (session_id, seq, role, content, json.dumps(data or {}), created),
+                insert(t_messages).values(
+                    session_id=session_id,
+                    seq=seq,
+                    role=role,
+                    content=content,
+                    data=json.dumps(data or {}),
+                    created_at=created,
+                )
             )
         return Message(seq=seq, role=role, content=content, data=data or {}, created_at=created)
 
     def messages(self, session_id: str) -> list[Message]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT * FROM messages WHERE session_id = ? ORDER BY seq", (session_id,)
-            ).fetchall()
+        with self._read() as db:
+            return self._messages(db, session_id)
+
+    @staticmethod
+    def _messages(db: Connection, session_id: str) -> list[Message]:
+        rows = db.execute(
+            select(t_messages).where(t_messages.c.session_id == session_id).order_by(t_messages.c.seq)
+        ).all()
         return [
-            Message(
-                seq=r["seq"],
-                role=r["role"],
-                content=r["content"],
-                data=json.loads(r["data"]),
-                created_at=r["created_at"],
-            )
+            Message(seq=r.seq, role=r.role, content=r.content, data=json.loads(r.data), created_at=r.created_at)
             for r in rows
         ]
 
 
-@contextmanager
-def _disk_full_is_507() -> Iterator[None]:
-    """SQLite's "database or disk is full" is the server's storage being full (507), not a fault."""
-    try:
-        yield
-    except sqlite3.OperationalError as exc:
-        if "full" in str(exc).lower():
-            raise InsufficientStorage(
-                "the server's disk is full; nothing was changed. Try again later", code="disk_full"
-            ) from None
-        raise
+def _locked_session(session_id: str) -> Any:
+    """The session's row, locked until the transaction ends (PostgreSQL; SQLite ignores it)."""
+    return select(t_sessions).where(t_sessions.c.id == session_id).with_for_update()
 
 
-def _artifact_from_row(row: sqlite3.Row) -> Artifact:
+def _artifact_from_row(row: Any) -> Artifact:
     return Artifact(
-        path=row["path"],
-        kind=ArtifactKind(row["kind"]),
-        parent=row["parent"],
-        tool=row["tool"],
-        width=row["width"],
-        height=row["height"],
-        size_bytes=row["size_bytes"],
-        created_at=row["created_at"],
-        meta=json.loads(row["meta"]),
+        path=row.path,
+        kind=ArtifactKind(row.kind),
+        parent=row.parent,
+        tool=row.tool,
+        width=row.width,
+        height=row.height,
+        size_bytes=row.size_bytes,
+        created_at=row.created_at,
+        meta=json.loads(row.meta),
     )

@@ -5,6 +5,12 @@
   ``.incoming/``, a ``.partial`` file, or a session folder whose row is gone; these are
   removed. A row whose file is gone (a disk restored from an older backup, a hand-deleted
   file) is removed with every reference to it in the session state, and reported in the log.
+* In shared mode (:class:`~igpt_server.store.blobs.S3Blobs`) the same holds for objects: an
+  object without a row is deleted once older than :data:`ORPHAN_GRACE_S` (another replica
+  may be between its upload and its insert), a row whose object is gone is forgotten (rows
+  are read *before* the bucket is listed: a row's object is uploaded before the row is
+  inserted, so a listed-later bucket holds it unless it is really gone). The local cache
+  loses the folders of sessions that no longer exist and any leftover partial or upload file.
 * :class:`IdleSweeper`: a daemon thread that deletes sessions idle longer than
   ``IGPT_SESSION_IDLE_S`` every ``interval_s`` seconds, skipping sessions a request is
   changing right now.
@@ -16,10 +22,15 @@ import logging
 import shutil
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from igpt_server.store.blobs import S3Blobs
 from igpt_server.store.sessions import SessionStore
 
 log = logging.getLogger(__name__)
+
+#: shared mode: an object without a row is an orphan only when older than this (seconds)
+ORPHAN_GRACE_S = 3600.0
 
 
 @dataclass
@@ -36,6 +47,10 @@ class SweepReport:
 
 def startup_sweep(store: SessionStore) -> SweepReport:
     """Remove unregistered files and folders, and the rows of files that are gone."""
+    if isinstance(store.blobs, S3Blobs):
+        report = _sweep_objects(store, store.blobs)
+        _log(report)
+        return report
     report = SweepReport()
     known = set(store.session_ids())
     for folder in sorted(store.sessions_dir.iterdir()):
@@ -60,6 +75,43 @@ def startup_sweep(store: SessionStore) -> SweepReport:
         if gone:
             report.missing_files += [f"{session_id}/{path}" for path in sorted(gone)]
             store.forget_artifacts(session_id, gone)
+    _log(report)
+    return report
+
+
+def _sweep_objects(store: SessionStore, blobs: S3Blobs) -> SweepReport:
+    report = SweepReport()
+    registered = {session_id: store.artifact_paths(session_id) for session_id in store.session_ids()}
+    present: dict[str, set[str]] = {}
+    orphan_sessions: set[str] = set()
+    for obj in blobs.objects():
+        present.setdefault(obj.session_id, set()).add(obj.path)
+        if obj.path not in registered.get(obj.session_id, ()) and obj.age_s > ORPHAN_GRACE_S:
+            blobs.delete(obj.session_id, obj.path)
+            report.orphan_files.append(f"{obj.session_id}/{obj.path}")
+            if obj.session_id not in registered:
+                orphan_sessions.add(obj.session_id)
+    report.orphan_dirs += sorted(orphan_sessions)
+    for session_id, paths in sorted(registered.items()):
+        gone = paths - present.get(session_id, set())
+        if gone:
+            report.missing_files += [f"{session_id}/{path}" for path in sorted(gone)]
+            store.forget_artifacts(session_id, gone)
+    _sweep_cache(blobs.cache.root, set(registered))
+    return report
+
+
+def _sweep_cache(root: Path, known: set[str]) -> None:
+    """The local cache keeps only sessions that exist, and no partial or upload leftovers."""
+    for folder in root.iterdir():
+        if not folder.is_dir() or folder.name not in known:
+            shutil.rmtree(folder, ignore_errors=True) if folder.is_dir() else folder.unlink(missing_ok=True)
+            continue
+        for leftover in [*folder.rglob("*.partial"), *folder.glob(".incoming/*")]:
+            leftover.unlink(missing_ok=True)
+
+
+def _log(report: SweepReport) -> None:
     if report.missing_files:
         log.warning("start-up sweep: artifact files missing, rows removed: %s", ", ".join(report.missing_files))
     if report.orphan_files or report.orphan_dirs:
@@ -68,7 +120,6 @@ def startup_sweep(store: SessionStore) -> SweepReport:
             len(report.orphan_files),
             len(report.orphan_dirs),
         )
-    return report
 
 
 def expire_idle(store: SessionStore) -> list[str]:

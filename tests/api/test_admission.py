@@ -184,3 +184,21 @@ def test_over_http_a_full_queue_is_a_fast_503_while_the_admitted_call_runs(tmp_p
         assert first["r"].status_code == 200, first["r"].text
         assert http.get(f"/api/sessions/{calls[1]['session']}").json()["active_mask"] == calls[1]["args"]["mask_path"]
         assert 'igpt_admission_rejected_total{tool="remove"} 1.0' in http.get("/metrics").text
+
+
+def test_a_chat_turn_whose_tool_queue_is_full_is_a_503_with_retry_after(tmp_path: Path) -> None:
+    with make_client(tmp_path / "data", backends=BACKENDS, admission={"queue": 0}, llm={"provider": "none"}) as client:
+        sid = new_session(client)
+        image = upload(client, sid, "dog_on_bench.png")["path"]
+        upload(client, sid, "dog_on_bench_mask.png", kind="mask", parent=image)
+        services = client.app.state.services  # type: ignore[attr-defined]
+        holder = Holder(services.runner.admission.gate("remove"))
+        try:
+            refused = client.post(f"/api/sessions/{sid}/chat", json={"message": "remove it"})
+        finally:
+            holder.done()
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"]["code"] == "busy" and int(refused.headers["retry-after"]) >= 1
+        assert client.get(f"/api/sessions/{sid}").json()["active_image"] == image  # nothing half-done
+        done = client.post(f"/api/sessions/{sid}/chat", json={"message": "remove it"})
+        assert done.status_code == 200 and done.json()["steps"][-1]["tool"] == "remove", done.text

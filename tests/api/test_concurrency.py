@@ -39,8 +39,12 @@ def _consistent(state: dict[str, Any]) -> None:
         assert mask["parent"] == state["active_image"], state
 
 
+#: the module's live server and the tests that read its data back share one store
+ONE_STORE_PER_MODULE = True
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+def server(tmp_path_factory: pytest.TempPathFactory, store_backend: str) -> Any:
     data = tmp_path_factory.mktemp("race") / "data"
     with live_server(Settings(data_dir=data, backends=BACKENDS)) as url:
         yield url, data

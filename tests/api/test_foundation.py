@@ -230,7 +230,7 @@ def test_upload_kind_must_be_known(client: TestClient) -> None:
 def test_health_says_whether_a_key_is_needed_and_ready_checks_the_store(client: TestClient) -> None:
     assert client.get("/api/health").json()["auth"] == "none"
     ready = client.get("/api/ready").json()
-    assert ready["ready"] is True and set(ready["checks"]) == {"store", "disk", "models"}
+    assert ready["ready"] is True and set(ready["checks"]) == {"store", "disk", "models", "serving"}
 
 
 def test_health_says_what_the_start_up_warm_up_is_still_loading(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ ON_THE_DOG = {"type": "click", "points": [{"x": 250, "y": 270, "label": 1}]}
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+def client(tmp_path_factory: pytest.TempPathFactory, store_backend: str) -> Iterator[TestClient]:
     """One app for the module (EasyOCR loads once); embedded backends."""
     settings = {"backends": {"segment": "opencv", "remove": "opencv", "move": "opencv"}}
     with make_client(tmp_path_factory.mktemp("gesture") / "data", **settings) as c:

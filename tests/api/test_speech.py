@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+def client(tmp_path_factory: pytest.TempPathFactory, store_backend: str) -> Iterator[TestClient]:
     """One app for the module (the model loads once); the auxiliary control alone routes chat."""
     data = tmp_path_factory.mktemp("speech") / "data"
     with make_client(data, llm={"provider": "none"}, max_audio_seconds=60) as c:

@@ -3,7 +3,6 @@ region's border, the other side untouched, the selection kept."""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,12 +10,12 @@ import cv2
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image
 
 from igpt_server import media
 from igpt_server.perception import geometry
 from igpt_tools.adjust import adjust
-from tests.helpers import DATA, make_client, new_session, upload
+from tests.helpers import DATA, dog_session, make_client, new_session, upload
+from tests.helpers import fetch_array as fetch
 
 DOG = media.read_mask(DATA / "dog_on_bench_mask.png")
 PHOTO = media.read_image_rgb(DATA / "dog_on_bench.png")
@@ -30,17 +29,6 @@ CORE = ~geometry.dilate(~DOG, 12)
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     with make_client(tmp_path_factory.mktemp("adjust") / "data") as c:
         yield c
-
-
-def fetch(client: TestClient, artifact: dict[str, Any]) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(client.get(artifact["url"]).content)))
-
-
-def dog_session(client: TestClient) -> tuple[str, str, str]:
-    sid = new_session(client)
-    image = upload(client, sid, "dog_on_bench.png")["path"]
-    mask = upload(client, sid, "dog_on_bench_mask.png", kind="mask", parent=image)["path"]
-    return sid, image, mask
 
 
 def run_adjust(client: TestClient, sid: str, **args: Any) -> Any:

@@ -3,20 +3,19 @@ and the selection survives as a mask of the cropped image."""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image
 
 from igpt_server import media
 from igpt_server.perception import geometry
 from igpt_server.store import ArtifactKind
 from igpt_tools.crop import crop_box
-from tests.helpers import DATA, make_client, new_session, upload
+from tests.helpers import DATA, dog_session, make_client, new_session, upload
+from tests.helpers import fetch_array as fetch
 
 DOG = media.read_mask(DATA / "dog_on_bench_mask.png")
 PHOTO = media.read_image_rgb(DATA / "dog_on_bench.png")
@@ -26,10 +25,6 @@ PHOTO = media.read_image_rgb(DATA / "dog_on_bench.png")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     with make_client(tmp_path_factory.mktemp("crop") / "data") as c:
         yield c
-
-
-def fetch(client: TestClient, artifact: dict[str, Any]) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(client.get(artifact["url"]).content)))
 
 
 def upload_array(client: TestClient, sid: str, array: np.ndarray, **form: str) -> dict[str, Any]:
@@ -48,13 +43,6 @@ def stored_empty_mask(client: TestClient, sid: str, image: str, height: int, wid
         sid, ArtifactKind.mask, media.encode_png(empty), ext="png", parent=image, width=width, height=height
     )
     return str(artifact.path)
-
-
-def dog_session(client: TestClient) -> tuple[str, str, str]:
-    sid = new_session(client)
-    image = upload(client, sid, "dog_on_bench.png")["path"]
-    mask = upload(client, sid, "dog_on_bench_mask.png", kind="mask", parent=image)["path"]
-    return sid, image, mask
 
 
 def crop(client: TestClient, sid: str, **args: Any) -> Any:

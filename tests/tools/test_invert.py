@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image
 
 from igpt_server import media
-from tests.helpers import DATA, make_client, new_session, upload
+from tests.helpers import DATA, dog_session, make_client, new_session, upload
+from tests.helpers import call_tool as call
+from tests.helpers import fetch_array as fetch
 from tests.tools.test_crop import stored_empty_mask
 
 DOG = media.read_mask(DATA / "dog_on_bench_mask.png")
@@ -22,21 +21,6 @@ DOG = media.read_mask(DATA / "dog_on_bench_mask.png")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     with make_client(tmp_path_factory.mktemp("invert") / "data") as c:
         yield c
-
-
-def fetch(client: TestClient, artifact: dict[str, Any]) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(client.get(artifact["url"]).content)))
-
-
-def dog_session(client: TestClient) -> tuple[str, str, str]:
-    sid = new_session(client)
-    image = upload(client, sid, "dog_on_bench.png")["path"]
-    mask = upload(client, sid, "dog_on_bench_mask.png", kind="mask", parent=image)["path"]
-    return sid, image, mask
-
-
-def call(client: TestClient, sid: str, tool: str, **args: Any) -> Any:
-    return client.post(f"/api/tools/{tool}", json={"session": sid, "args": args})
 
 
 def test_everything_but_the_dog_becomes_the_selection_of_the_same_image(client: TestClient) -> None:

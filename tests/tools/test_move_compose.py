@@ -15,6 +15,7 @@ from PIL import Image
 from igpt_server import media
 from igpt_server.perception import geometry
 from tests.helpers import DATA, make_client, new_session, upload
+from tests.helpers import call_tool as call
 
 DOG = media.read_image_rgb(DATA / "dog_on_bench.png")
 DOG_MASK = media.read_mask(DATA / "dog_on_bench_mask.png")
@@ -33,10 +34,6 @@ def dog(client: TestClient) -> tuple[str, str, str]:
     image = upload(client, sid, "dog_on_bench.png")["path"]
     mask = upload(client, sid, "dog_on_bench_mask.png", kind="mask", parent=image)["path"]
     return sid, image, mask
-
-
-def call(client: TestClient, sid: str, tool: str, **args: Any) -> Any:
-    return client.post(f"/api/tools/{tool}", json={"session": sid, "args": args})
 
 
 def pixels(client: TestClient, artifact: dict[str, Any], mode: str = "RGB") -> np.ndarray:

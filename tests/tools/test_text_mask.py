@@ -3,19 +3,18 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image
 
 from igpt_server import media
 from igpt_server.perception import geometry
 from igpt_tools.ocr import Word
 from igpt_tools.text_mask import word_masks
+from tests.helpers import call_tool as call
+from tests.helpers import fetch_array as fetch
 from tests.helpers import make_client, new_session, upload
 
 #: where EasyOCR finds "ELDEN RING" in unwant_text.jpg (800x429), XYXY
@@ -32,14 +31,6 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
 def poster(client: TestClient) -> tuple[str, str]:
     sid = new_session(client)
     return sid, upload(client, sid, "unwant_text.jpg")["path"]
-
-
-def fetch(client: TestClient, artifact: dict[str, Any]) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(client.get(artifact["url"]).content)))
-
-
-def call(client: TestClient, sid: str, tool: str, **args: Any) -> Any:
-    return client.post(f"/api/tools/{tool}", json={"session": sid, "args": args})
 
 
 def test_the_title_is_selected_and_remove_erases_it(client: TestClient, poster: tuple[str, str]) -> None:

@@ -3,8 +3,9 @@
 With ``part: "highlight"`` it first finds and cuts the highlight (as the ``highlight`` tool
 does) and narrates that, so "explain the highlight of this video in a funny way" is one
 call. Steps: facts about the clip and a script by the configured LLM
-(:mod:`igpt_tools.video.script`), speech by the TTS backend and the mix over the clip's
-lowered sound (:mod:`igpt_tools.video.voice`). A clip without sound gets the voice alone.
+(:mod:`igpt_tools.video.script`), speech by the TTS backend (a VITS voice from
+``<model_dir>/tts/`` on the full tier, :mod:`igpt_tools.video.tts`; espeak-ng otherwise)
+and the mix over the clip's lowered sound (:mod:`igpt_tools.video.voice`). A clip without sound gets the voice alone.
 The narrated clip is a new mp4 video artifact; the script is in the reply and in ``data``.
 """
 
@@ -31,7 +32,7 @@ from igpt_tools.video.common import TimeValue, video
 from igpt_tools.video.highlight import find_highlight
 from igpt_tools.video.script import gather_facts, write_script
 from igpt_tools.video.speech import transcribe
-from igpt_tools.video.voice import LEAD_S, EspeakBackend, mux_voiceover
+from igpt_tools.video.voice import LEAD_S, VoiceBackend, mux_voiceover
 
 #: tones of the voice-over (choice values: the controller fills them from the words, "in a funny way")
 Style = Literal["lively", "funny", "dramatic", "calm", "documentary", "sports"]
@@ -74,7 +75,7 @@ class NarrateTool(Tool):
         ),
     )
 
-    def run(self, args: NarrateArgs, ctx: ToolContext, backend: EspeakBackend) -> ToolOutput:
+    def run(self, args: NarrateArgs, ctx: ToolContext, backend: VoiceBackend) -> ToolOutput:
         ref = video(ctx, args.video_path)
         artifacts: list[NewArtifact] = []
         notes: list[str] = []
@@ -122,7 +123,7 @@ def _narrate(
     ctx: ToolContext,
     path: Path,
     info: media.VideoInfo,
-    backend: EspeakBackend,
+    backend: VoiceBackend,
     args: NarrateArgs,
     notes: list[str],
     known: analysis.Signals | None = None,
@@ -145,7 +146,7 @@ def _narrate(
     script = write_script(ctx, facts)
     if script.note:
         notes.append(script.note)
-    voice = backend.fitted(script.text, max(0.5, info.duration_s - LEAD_S - 0.2))
+    voice = backend.fitted(script.text, max(0.5, info.duration_s - LEAD_S - 0.2), ctx)
     if voice.note:
         notes.append(voice.note)
     data = mux_voiceover(path, voice, info.duration_s)

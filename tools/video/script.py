@@ -9,15 +9,24 @@ backends), and the person's request and style.
 **Writer** (:func:`write_script`), by ``settings.llm.provider``:
 
 * ``embedded``: SmolLM2-135M-Instruct through llama-cpp-python, sharing the controller's
-  pooled model (key ``llm.smollm2``). Measured quality (bench/README.md, video): it writes
-  fluent, upbeat sentences that often repeat the facts back or add details that are not in
-  them; a 135M model cannot be funny on request. Use an OpenAI-compatible model for good
-  scripts;
+  pooled model (key ``llm.smollm2``). How good (read by hand: five fact sets, two seeds
+  each, the old and the new prompt, November 2026): with the bare instruction it wrote
+  generic scenes and invented most of them ("a fashion brand called Razor", "two athletes
+  take their places on the field"); with the two worked examples of
+  ``prompts/narrate_examples.md`` (few-shot) most scripts open on the facts and stay near
+  them ("Eight seconds, two shots. The finish is a beautiful thing! What an incredible
+  moment of triumph and joy."; "Four seconds, a cat sleeps on the couch. A magical
+  moment!"), and they are shorter and livelier. It still invents details now and then
+  ("light pollution", "they look at each other"), sometimes talks about the voice-over
+  itself, and is not funny on request: a 135M model cannot be. Use an OpenAI-compatible
+  model for good scripts;
 * ``openai``: the OpenAI-compatible endpoint of ``settings.llm`` (base_url, model, key);
 * ``none``, or when the LLM fails: the facts are read out as two plain sentences, and the
   result says that no LLM wrote them.
 
-The prompt text is ``prompts/narrate.md``. Scripts are bounded to :data:`MAX_WORDS` words.
+The prompt text is ``prompts/narrate.md``, its worked examples ``prompts/narrate_examples.md``
+(both writers get them). Scripts are bounded to :data:`MAX_WORDS` words; a first sentence that
+only talks about the voice-over itself ("The funny voice-over, just what I need.") is dropped.
 """
 
 from __future__ import annotations
@@ -200,27 +209,60 @@ class Script:
     note: str | None = None
 
 
+def examples(text: str) -> list[tuple[str, list[str], str]]:
+    """(style, fact lines, script) of each worked example in ``narrate_examples.md``'s ``text``
+    (blocks after the first, split by ``---`` lines); a malformed block is a ValueError naming it."""
+    found: list[tuple[str, list[str], str]] = []
+    for number, block in enumerate(re.split(r"^---\s*$", text, flags=re.MULTILINE)[1:], start=1):
+        lines = [line.strip() for line in block.strip().splitlines() if line.strip()]
+        style = next((line[6:].strip() for line in lines if line.startswith("style:")), "")
+        script = next((line[7:].strip() for line in lines if line.startswith("script:")), "")
+        facts = [line[2:].strip() for line in lines if line.startswith("- ")]
+        if not (style and script and facts):
+            raise ValueError(f"narrate_examples.md, example {number}: needs a style: line, - fact lines and a script:")
+        found.append((style, facts, script))
+    return found
+
+
+def _user(lines: list[str], style: str, request: str = "") -> str:
+    user = "Facts about the clip:\n" + "\n".join(f"- {line}" for line in lines)
+    if request:
+        user += f"\nThe viewer asked: {request}"
+    return user + f"\nWrite the {style} voice-over now."
+
+
 def _prompt(facts: Facts) -> list[dict[str, str]]:
     from igpt_prompts import load_prompt
 
     system = load_prompt("narrate").replace("{max_words}", str(MAX_WORDS)).replace("{style}", facts.style)
-    user = "Facts about the clip:\n" + "\n".join(f"- {line}" for line in facts.lines())
-    if facts.request:
-        user += f"\nThe viewer asked: {facts.request}"
-    user += f"\nWrite the {facts.style} voice-over now."
-    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    messages = [{"role": "system", "content": system.strip()}]
+    for style, lines, script in examples(load_prompt("narrate_examples")):
+        messages += [{"role": "user", "content": _user(lines, style)}, {"role": "assistant", "content": script}]
+    messages.append({"role": "user", "content": _user(facts.lines(), facts.style, facts.request)})
+    return messages
 
 
 def _clean(text: str) -> str:
     """One paragraph of plain sentences, at most :data:`MAX_WORDS` words, ending on a sentence."""
     text = re.sub(r"[*_#`\"]+", "", text).replace("\n", " ")
     text = re.sub(r"^\s*(voice-?over|narrator|script)\s*:\s*", "", text, flags=re.IGNORECASE)
+    first, rest = _first_sentence(text)
+    if rest and re.search(r"voice-?over", first, flags=re.IGNORECASE):
+        text = rest  # "The funny voice-over, just what I need." says nothing about the clip
     words = text.split()
     if len(words) > MAX_WORDS:
         text = " ".join(words[:MAX_WORDS])
         end = max(text.rfind("."), text.rfind("!"), text.rfind("?"))
         text = text[: end + 1] if end > len(text) // 2 else text + "."
     return " ".join(text.split())
+
+
+def _first_sentence(text: str) -> tuple[str, str]:
+    """(the first sentence, the rest) of ``text``."""
+    match = re.search(r"[.!?]+\s+", text)
+    if match is None:
+        return text, ""
+    return text[: match.end()].strip(), text[match.end() :].strip()
 
 
 def plain_script(facts: Facts) -> str:

@@ -2,11 +2,14 @@
 
 The selection is a mask of a frame made by the ``frame`` tool (the page's paused player does
 the same), so the tool knows the video and the time. The object is followed forward to the
-end and backward to the start (:mod:`igpt_tools.video.tracking`, at 640 px; backward in
-chunks of 2 s, so memory stays bounded), then the clip is re-encoded once with the effect on
-every frame where the object was followed (:mod:`igpt_tools.video.effects`): ``blur`` (the
-default: the privacy case), ``pixelate``, ``remove`` (frame-wise fill, with its quality note)
-or ``cutout`` (webm with alpha, no sound). The sound is copied unchanged.
+end and backward to the start, at 640 px (backward decoding in chunks of 2 s, so memory stays
+bounded), by SAM 2's video predictor when its checkpoint is in the model directory
+(:mod:`igpt_tools.video.sam2_track`, backend ``sam2-video``), otherwise by the embedded
+OpenCV tracker (:mod:`igpt_tools.video.tracking`, backend ``pyav``); then the clip is
+re-encoded once with the effect on every frame where the object was followed
+(:mod:`igpt_tools.video.effects`): ``blur`` (the default: the privacy case), ``pixelate``,
+``remove`` (frame-wise fill, with its quality note) or ``cutout`` (webm with alpha, no
+sound). The sound is copied unchanged.
 
 A lost track is not an error: the result says from which time on, and why, the object could
 not be followed, and those frames are left as they were. The output is a new video artifact
@@ -15,7 +18,7 @@ whose parent is the source video.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import cv2
@@ -28,6 +31,10 @@ from igpt_server.store import ArtifactKind
 from igpt_server.tooling.interface import MaskPath, NewArtifact, Tool, ToolArgs, ToolContext, ToolOutput, ToolWords
 from igpt_tools.video import clip, effects, tracking
 from igpt_tools.video.common import PyAvBackend, selection_frame, video
+from igpt_tools.video.sam2_track import Sam2VideoBackend
+
+#: follows a working-size mask through (time, RGB) frames in tracking order (see tracking.follow)
+Follower = Callable[[Iterable[tuple[float, np.ndarray]], np.ndarray], Iterator[tracking.Step]]
 
 _DONE = {
     "blur": "Blurred",
@@ -48,7 +55,8 @@ class TrackArgs(ToolArgs):
     )
     refine: bool = Field(
         False,
-        description="re-fit the outline to the picture in every frame (for objects that change shape; slower)",
+        description="re-fit the outline to the picture in every frame (for objects that change shape; slower; "
+        "SAM 2 on the full tier always does)",
     )
 
 
@@ -85,7 +93,7 @@ class TrackTool(Tool):
         ),
     )
 
-    def run(self, args: TrackArgs, ctx: ToolContext, backend: PyAvBackend) -> ToolOutput:
+    def run(self, args: TrackArgs, ctx: ToolContext, backend: PyAvBackend | Sam2VideoBackend) -> ToolOutput:
         frame_path, video_path, time = selection_frame(ctx, args.mask_path)
         ref = video(ctx, video_path)
         mask = ctx.read_mask(args.mask_path)
@@ -102,7 +110,14 @@ class TrackTool(Tool):
             )
         work = tracking.work_size(width, height)
         first = geometry.resize_mask(mask, work[1], work[0])
-        track = _follow(ref.file, time, first, work, args.refine, ref.info.fps)
+        follower = None
+        if isinstance(backend, Sam2VideoBackend):
+            sam2 = backend
+
+            def follower(frames: Iterable[tuple[float, np.ndarray]], start: np.ndarray) -> Iterator[tracking.Step]:
+                return sam2.follow(ctx, frames, start)
+
+        track = _follow(ref.file, time, first, work, args.refine, ref.info.fps, follower)
         tolerance = 0.5 / max(ref.info.fps, 1.0)
 
         def edit(frame: clip.TimedFrame) -> np.ndarray:
@@ -118,9 +133,16 @@ class TrackTool(Tool):
 
 
 def _follow(
-    file: Path, time: float, first: np.ndarray, work: tuple[int, int], refine: bool, fps: float = 25.0
+    file: Path,
+    time: float,
+    first: np.ndarray,
+    work: tuple[int, int],
+    refine: bool,
+    fps: float = 25.0,
+    follower: Follower | None = None,
 ) -> tracking.MaskTrack:
-    """Track ``first`` (working-size mask on the frame at ``time``) forward and backward."""
+    """Track ``first`` (HxW bool working-size mask on the frame at ``time``) forward and backward
+    with ``follower`` (default: the embedded OpenCV tracker, refining outlines when ``refine``)."""
     track = tracking.MaskTrack(size=(work[1], work[0]))
     directions = {
         "forward": clip.read_frames(file, time, None, tracking.WORK_SIDE),
@@ -128,7 +150,12 @@ def _follow(
         "backward": clip.frames_backward(file, 0.0, time + 0.5 / fps, tracking.WORK_SIDE),
     }
     for name, frames in directions.items():
-        for index, tracked in enumerate(tracking.follow(_sized(frames, work), first, refine=refine)):
+        steps = (
+            tracking.follow(_sized(frames, work), first, refine=refine)
+            if follower is None
+            else follower(_sized(frames, work), first)
+        )
+        for index, tracked in enumerate(steps):
             clip.step(f"following the object {name}", tracked.time, None, index)
             if tracked.mask is None:
                 track.lost[name] = tracked.time

@@ -1,10 +1,12 @@
 """Text to speech and the voice-over mix.
 
-**Speech** (:class:`EspeakBackend`): espeak-ng (Debian package ``espeak-ng``), offline, a
-formant voice: clear and robotic, which the embedded tier accepts. The rate is raised (up to
-:data:`MAX_WPM` words per minute) so the voice fits the clip; a script still too long is
-cut at the clip's end and the result says so. A neural voice from the model directory (the
-full tier's better voice) is not built yet.
+**Speech**: a :class:`VoiceBackend` says a text at a relative speed. The embedded one is
+:class:`EspeakBackend`: espeak-ng (Debian package ``espeak-ng``), offline, a formant voice:
+clear and robotic, which the embedded tier accepts. The full tier's neural voice (VITS from
+``<model_dir>/tts/``) is :class:`igpt_tools.video.tts.VitsVoiceBackend`. Either way the
+speed is raised (up to :data:`MAX_SPEEDUP` times, :data:`MAX_WPM` words per minute for
+espeak-ng) so the voice fits the clip; a script still too long is cut at the clip's end and
+the result says so.
 
 **Mix** (:func:`mux_voiceover`): the clip's video packets are copied (no re-encode); its
 sound is decoded, lowered by :data:`DUCK_DB` and the voice added from :data:`LEAD_S`; the
@@ -26,7 +28,7 @@ import numpy as np
 
 from igpt_server.errors import ToolFailed
 from igpt_server.settings import Settings
-from igpt_server.tooling.interface import Backend
+from igpt_server.tooling.interface import Backend, ToolContext
 from igpt_tools.video.clip import scratch_file
 
 #: output sample rate of the mixed sound
@@ -38,6 +40,8 @@ LEAD_S = 0.3
 #: espeak-ng speaking rates (words per minute): normal and fastest allowed
 WPM = 160
 MAX_WPM = 240
+#: the most a voice is sped up to fit a clip
+MAX_SPEEDUP = MAX_WPM / WPM
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,30 @@ class Voice:
         return self.samples.size / self.rate
 
 
-class EspeakBackend(Backend):
+class VoiceBackend(Backend):
+    """Text to speech for the ``narrate`` tool: :meth:`say` at a speed, :meth:`fitted` to a length."""
+
+    def say(self, text: str, speed: float, ctx: ToolContext | None = None) -> Voice:
+        """``text`` spoken ``speed`` times as fast as the voice's normal pace (1.0)."""
+        raise NotImplementedError
+
+    def fitted(self, text: str, seconds: float, ctx: ToolContext | None = None) -> Voice:
+        """``text`` spoken to last at most ``seconds`` (faster if needed, then cut)."""
+        voice = self.say(text, 1.0, ctx)
+        if voice.seconds > seconds and seconds > 0:
+            voice = self.say(text, min(MAX_SPEEDUP, 1.03 * voice.seconds / seconds), ctx)
+        if voice.seconds > seconds:
+            keep = max(0, int(seconds * voice.rate))
+            fade = min(keep, voice.rate // 10)
+            samples = voice.samples[:keep].copy()
+            if fade:
+                samples[-fade:] *= np.linspace(1, 0, fade, dtype=np.float32)
+            note = f"the voice-over ran {voice.seconds:.1f} s for a {seconds:.1f} s clip and was cut at the clip's end"
+            return Voice(samples, voice.rate, voice.wpm, note)
+        return voice
+
+
+class EspeakBackend(VoiceBackend):
     """espeak-ng, the offline formant synthesizer (Debian package espeak-ng)."""
 
     name = "espeak-ng"
@@ -80,21 +107,8 @@ class EspeakBackend(Backend):
             samples, rate = _read_wav(target)
         return Voice(samples, rate, wpm)
 
-    def fitted(self, text: str, seconds: float) -> Voice:
-        """``text`` spoken to last at most ``seconds`` (faster if needed, then cut)."""
-        voice = self.speak(text)
-        if voice.seconds > seconds and seconds > 0:
-            wpm = min(MAX_WPM, int(WPM * voice.seconds / seconds) + 5)
-            voice = self.speak(text, wpm)
-        if voice.seconds > seconds:
-            keep = max(0, int(seconds * voice.rate))
-            fade = min(keep, voice.rate // 10)
-            samples = voice.samples[:keep].copy()
-            if fade:
-                samples[-fade:] *= np.linspace(1, 0, fade, dtype=np.float32)
-            note = f"the voice-over ran {voice.seconds:.1f} s for a {seconds:.1f} s clip and was cut at the clip's end"
-            return Voice(samples, voice.rate, voice.wpm, note)
-        return voice
+    def say(self, text: str, speed: float, ctx: ToolContext | None = None) -> Voice:
+        return self.speak(text, min(MAX_WPM, round(WPM * speed)))
 
 
 def _read_wav(file: Path) -> tuple[np.ndarray, int]:
