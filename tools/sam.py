@@ -125,6 +125,25 @@ class SamCheckpoint:
         return f"sam.{self.config.name}"
 
 
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
+
+
+def configured_checkpoint(config_file: Path, model: type[ConfigT], label: str) -> tuple[Path, ConfigT] | None:
+    """``(checkpoint file, config)`` when ``config_file`` (JSON of ``model``, whose ``checkpoint``
+    field is a file name beside it) exists; ``None`` when it does not; :class:`ToolUnavailable`
+    when it is invalid or names a missing file. Shared by SAM and SAM 2."""
+    if not config_file.is_file():
+        return None
+    try:
+        config = model.model_validate(json.loads(config_file.read_text(encoding="utf-8")))
+    except (ValueError, ValidationError) as exc:
+        raise ToolUnavailable(f"{config_file} is not a valid {label} config: {exc}") from None
+    path = config_file.parent / str(config.model_dump()["checkpoint"])
+    if not path.is_file():
+        raise ToolUnavailable(f"{config_file} names the checkpoint {path}, which does not exist")
+    return path, config
+
+
 def find_checkpoint(model_dir: Path | None) -> SamCheckpoint:
     """The SAM checkpoint of the model directory, or :class:`ToolUnavailable` naming where it looked."""
     if model_dir is None:
@@ -132,16 +151,9 @@ def find_checkpoint(model_dir: Path | None) -> SamCheckpoint:
             f"SAM needs a checkpoint: set IGPT_MODEL_DIR and put {OFFICIAL_FILES} in <model_dir>/{SAM_SUBDIR}/"
         )
     folder = Path(model_dir) / SAM_SUBDIR
-    config_file = folder / CONFIG_FILE
-    if config_file.is_file():
-        try:
-            config = SamConfig.model_validate(json.loads(config_file.read_text(encoding="utf-8")))
-        except (ValueError, ValidationError) as exc:
-            raise ToolUnavailable(f"{config_file} is not a valid SAM config: {exc}") from None
-        path = folder / config.checkpoint
-        if not path.is_file():
-            raise ToolUnavailable(f"{config_file} names the checkpoint {path}, which does not exist")
-        return SamCheckpoint(path, config)
+    configured = configured_checkpoint(folder / CONFIG_FILE, SamConfig, "SAM")
+    if configured is not None:
+        return SamCheckpoint(*configured)
     for variant in VARIANTS:
         found = sorted(folder.glob(f"sam_{variant}*.pth"))
         if found:

@@ -35,11 +35,18 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from igpt_server.errors import ToolUnavailable
 from igpt_server.models.pool import PooledModule
-from igpt_tools.sam import Embedding, Everything, SamPrediction, SamSegmentBackend, run_encoder_in
+from igpt_tools.sam import (
+    Embedding,
+    Everything,
+    SamPrediction,
+    SamSegmentBackend,
+    configured_checkpoint,
+    run_encoder_in,
+)
 
 log = logging.getLogger(__name__)
 
@@ -130,16 +137,9 @@ def find_checkpoint(model_dir: Path | None) -> Sam2Checkpoint:
             f"SAM 2 needs a checkpoint: set IGPT_MODEL_DIR and put {OFFICIAL_FILES} in <model_dir>/{SAM2_SUBDIR}/"
         )
     folder = Path(model_dir) / SAM2_SUBDIR
-    config_file = folder / CONFIG_FILE
-    if config_file.is_file():
-        try:
-            config = Sam2Config.model_validate(json.loads(config_file.read_text(encoding="utf-8")))
-        except (ValueError, ValidationError) as exc:
-            raise ToolUnavailable(f"{config_file} is not a valid SAM 2 config: {exc}") from None
-        path = folder / config.checkpoint
-        if not path.is_file():
-            raise ToolUnavailable(f"{config_file} names the checkpoint {path}, which does not exist")
-        return Sam2Checkpoint(path, config)
+    configured = configured_checkpoint(folder / CONFIG_FILE, Sam2Config, "SAM 2")
+    if configured is not None:
+        return Sam2Checkpoint(*configured)
     for stem, base in OFFICIAL.items():
         path = folder / f"{stem}.pt"
         if path.is_file():

@@ -236,9 +236,7 @@ def undo(store: SessionStore, session_id: str) -> UndoStep | None:
     state = undo_state(store.messages(session_id))
     if not state.can_undo or state.restore_on_undo is None:
         return None
-    target = _existing(store, session_id, state.restore_on_undo)
-    before = snapshot(store, session_id)
-    store.update_state(session_id, active_image=target.active_image, active_mask=target.active_mask)
+    before, target = _restore(store, session_id, state.restore_on_undo)
     record = UndoStep(undone=state.done[-1], before=before, after=target, observation="Undid the last edit.")
     write(store, session_id, record)
     return record
@@ -250,12 +248,19 @@ def redo(store: SessionStore, session_id: str) -> RedoStep | None:
     state = undo_state(store.messages(session_id))
     if not state.can_redo or state.restore_on_redo is None:
         return None
-    target = _existing(store, session_id, state.restore_on_redo)
-    before = snapshot(store, session_id)
-    store.update_state(session_id, active_image=target.active_image, active_mask=target.active_mask)
+    before, target = _restore(store, session_id, state.restore_on_redo)
     record = RedoStep(redone=state.undone[-1], before=before, after=target, observation="Redid the edit.")
     write(store, session_id, record)
     return record
+
+
+def _restore(store: SessionStore, session_id: str, wanted: Snapshot) -> tuple[Snapshot, Snapshot]:
+    """Make ``wanted`` (as far as its artifacts still exist) the session's active image and
+    selection; returns the state before and the state restored."""
+    target = _existing(store, session_id, wanted)
+    before = snapshot(store, session_id)
+    store.update_state(session_id, active_image=target.active_image, active_mask=target.active_mask)
+    return before, target
 
 
 def _inferred_before(record: ToolStep | GestureStep) -> Snapshot:
